@@ -1,0 +1,279 @@
+"""`lumu ts parse -` for streams: lines in blocks, the common RFC 3339 shapes parsed as arrays.
+
+Every line shaped `YYYY-MM-DD[Tt ]HH:MM:SS[.,fraction][zone]` is parsed, checked and rendered
+with numpy for the whole block at once. Every other line, and every line the arrays find invalid,
+goes through `timestamps.normalize`, which is the definition and supplies the error message. So
+the fast path can only be faster, never different (tests/test_properties.py holds them equal).
+"""
+
+from __future__ import annotations
+
+import io
+import select
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import tzinfo
+
+import numpy as np
+import numpy.typing as npt
+
+from lumu_cli.errors import InputError, InvalidTimestamp
+from lumu_cli.timestamps import Unit, normalize
+
+__all__ = ["ParsedBlock", "parse_stream", "read_blocks"]
+
+BLOCK_BYTES = 1 << 20
+MAX_LINE = 1 << 16  # longer lines are cut here: no timestamp is that long, and memory stays bounded
+OUT_WIDTH = 25  # `YYYY-MM-DDTHH:MM:SS.mmmZ` and a newline
+
+Bytes = npt.NDArray[np.uint8]
+Ints = npt.NDArray[np.int64]
+
+_PREFIX = b"0000-00-00T00:00:00"
+_ZONES = ("", "Z", "-00:00", "-0000", "-00")
+_MAX_FRACTION = 9
+_MIN_MS = -62135596800000  # 0001-01-01T00:00:00.000Z
+_MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
+def _class_table() -> Bytes:
+    """Byte -> shape class: digits to '0', each set of interchangeable separators to one byte."""
+    table = np.zeros(256, np.uint8)
+    table[ord("0") : ord("9") + 1] = ord("0")
+    for chars, cls in (("Tt ", "T"), (".,", "."), ("+-", "-"), ("Zz", "Z"), (":", ":")):
+        for char in chars:
+            table[ord(char)] = ord(cls)
+    return table
+
+
+_CLASS = _class_table()
+_DIGITS2 = np.array([b"%02d" % i for i in range(100)]).view(np.uint16)
+_DIGITS3 = np.array([b"%03d" % i for i in range(1000)]).view("S3")
+_OUT_DTYPE = np.dtype(
+    {
+        "names": ["y1", "y2", "mon", "day", "hour", "min", "sec", "ms"],
+        "formats": ["<u2", "<u2", "<u2", "<u2", "<u2", "<u2", "<u2", "S3"],
+        "offsets": [0, 2, 5, 8, 11, 14, 17, 20],
+        "itemsize": OUT_WIDTH,
+    }
+)
+_OUT_TEMPLATE = np.frombuffer(b"0000-00-00T00:00:00.000Z\n", np.uint8)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """One fast-path line shape: how many fraction digits and which zone form."""
+
+    fraction: int
+    zone: str
+
+    @property
+    def pattern(self) -> Bytes:
+        dot = "." + "0" * self.fraction if self.fraction else ""
+        return np.frombuffer(_PREFIX + f"{dot}{self.zone}".encode(), np.uint8)
+
+    def millis(self, chars: Bytes) -> tuple[Ints, npt.NDArray[np.bool_]]:
+        """Epoch milliseconds of rows in this shape, and which rows are real instants."""
+        year, month, day = _num(chars, 0, 4), _num(chars, 5, 2), _num(chars, 8, 2)
+        hour, minute, second = _num(chars, 11, 2), _num(chars, 14, 2), _num(chars, 17, 2)
+        frac = _num(chars, 20, min(self.fraction, 3)) * 10 ** max(3 - self.fraction, 0)
+        months = (year - 1970) * 12 + np.clip(month, 1, 12) - 1
+        month_start = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+        next_start = (months + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+        valid = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
+        valid &= (day <= next_start - month_start) & (hour <= 23) & (minute <= 59) & (second <= 59)
+        seconds = (month_start + day - 1) * 86400 + hour * 3600 + minute * 60 + second
+        if len(self.zone) > 1:  # +HH:MM, +HHMM or +HH
+            at = len(chars[0]) - len(self.zone)
+            zh = _num(chars, at + 1, 2)
+            zm = _num(chars, len(chars[0]) - 2, 2) if len(self.zone) > 3 else np.zeros_like(zh)
+            valid &= (zh <= 23) & (zm <= 59)
+            sign = np.where(chars[:, at] == ord("+"), 1, -1)
+            seconds -= sign * (zh * 3600 + zm * 60)
+        millis = seconds * 1000 + frac
+        valid &= (millis >= _MIN_MS) & (millis <= _MAX_MS)
+        return millis, valid
+
+
+_SHAPES: dict[int, list[_Shape]] = {}
+for _fraction in range(_MAX_FRACTION + 1):
+    for _zone in _ZONES:
+        _shape = _Shape(_fraction, _zone)
+        _SHAPES.setdefault(len(_shape.pattern), []).append(_shape)
+
+
+def _num(chars: Bytes, col: int, width: int) -> Ints:
+    """The decimal number in columns col..col+width of every row (digits already checked)."""
+    value = np.zeros(len(chars), np.int64)
+    for k in range(col, col + width):
+        value = value * 10 + chars[:, k] - ord("0")
+    return value
+
+
+def render(millis: Ints) -> Bytes:
+    """Epoch milliseconds -> rows of `YYYY-MM-DDTHH:MM:SS.mmmZ\\n`, the calendar done by numpy."""
+    days, in_day = np.divmod(millis, 86_400_000)
+    month_start = days.astype("datetime64[D]").astype("datetime64[M]")
+    months = month_start.astype(np.int64)
+    year = months // 12 + 1970
+    seconds, ms = np.divmod(in_day, 1000)
+    out = np.empty((len(millis), OUT_WIDTH), np.uint8)
+    out[:] = _OUT_TEMPLATE
+    fields = out.view(_OUT_DTYPE)[:, 0]
+    fields["y1"] = _DIGITS2[year // 100]
+    fields["y2"] = _DIGITS2[year % 100]
+    fields["mon"] = _DIGITS2[months % 12 + 1]
+    fields["day"] = _DIGITS2[days - month_start.astype("datetime64[D]").astype(np.int64) + 1]
+    fields["hour"] = _DIGITS2[seconds // 3600]
+    fields["min"] = _DIGITS2[seconds // 60 % 60]
+    fields["sec"] = _DIGITS2[seconds % 60]
+    fields["ms"] = _DIGITS3[ms]
+    return out
+
+
+@dataclass
+class ParsedBlock:
+    """The results for one block of lines: rendered rows, which rows are good, errors by row."""
+
+    first_line: int
+    data: bytes
+    starts: Ints
+    lengths: Ints
+    rendered: Bytes
+    ok: npt.NDArray[np.bool_]
+    errors: dict[int, InvalidTimestamp] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def output(self, lo: int, hi: int) -> bytes:
+        """The output lines of rows lo..hi, bad rows left out."""
+        return self.rendered[lo:hi][self.ok[lo:hi]].tobytes()
+
+    def text(self, row: int) -> str:
+        """The input line of `row` without its line ending."""
+        start = int(self.starts[row])
+        return self.data[start : start + int(self.lengths[row])].decode("utf-8", "replace")
+
+    def result(self, row: int) -> str | None:
+        """The normalized timestamp of `row`, or None if it failed."""
+        return self.rendered[row, : OUT_WIDTH - 1].tobytes().decode() if self.ok[row] else None
+
+
+def parse_block(
+    data: bytes, first_line: int = 1, *, unit: Unit = Unit.AUTO, tz: tzinfo | None = None
+) -> ParsedBlock:
+    """Parse every newline-terminated line of `data`."""
+    chars = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(chars == ord("\n"))
+    starts = np.zeros_like(ends)
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts
+    lengths -= (lengths > 0) & (chars[np.maximum(ends - 1, 0)] == ord("\r"))
+    block = ParsedBlock(
+        first_line, data, starts, lengths, np.empty((len(ends), OUT_WIDTH), np.uint8),
+        np.zeros(len(ends), np.bool_),
+    )  # fmt: skip
+    _parse_common_shapes(block, chars, naive_is_utc=tz is None)
+    for row in np.flatnonzero(~block.ok):
+        _parse_one(block, int(row), unit, tz)
+    return block
+
+
+def _parse_common_shapes(block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool) -> None:
+    for length, shapes in _SHAPES.items():
+        rows = np.flatnonzero(block.lengths == length)
+        if not len(rows):
+            continue
+        line = chars[block.starts[rows, None] + np.arange(length)]
+        shape = _CLASS[line]
+        dashes = (line[:, 4] == ord("-")) & (line[:, 7] == ord("-"))  # '+' shares their class
+        for candidate in shapes:
+            if candidate.zone == "" and not naive_is_utc:
+                continue
+            hit = np.flatnonzero((shape == candidate.pattern).all(axis=1) & dashes)
+            if len(hit):
+                millis, valid = candidate.millis(line[hit])
+                good = rows[hit[valid]]
+                block.rendered[good] = render(millis[valid])
+                block.ok[good] = True
+
+
+def _parse_one(block: ParsedBlock, row: int, unit: Unit, tz: tzinfo | None) -> None:
+    start = int(block.starts[row])
+    raw = block.data[start : start + int(block.lengths[row])]
+    try:
+        value: str | bytes = raw.decode()
+    except UnicodeDecodeError:
+        value = raw
+    try:
+        text = normalize(value, unit=unit, tz=tz)
+    except InvalidTimestamp as exc:
+        block.errors[row] = exc
+        return
+    block.rendered[row] = np.frombuffer(text.encode() + b"\n", np.uint8)
+    block.ok[row] = True
+
+
+def parse_stream(
+    stream: io.BufferedIOBase,
+    *,
+    unit: Unit = Unit.AUTO,
+    tz: tzinfo | None = None,
+    name: str = "stdin",
+) -> Iterator[ParsedBlock]:
+    """Parse a stream of lines block by block; memory stays bounded whatever its length."""
+    line = 1
+    blocks = read_blocks(stream)
+    while True:
+        try:
+            data = next(blocks, None)
+        except OSError as exc:
+            raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        if data is None:
+            return
+        block = parse_block(data, line, unit=unit, tz=tz)
+        line += len(block)
+        yield block
+
+
+def read_blocks(stream: io.BufferedIOBase, size: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """Blocks of whole lines, each ending in a newline, as soon as the stream has them."""
+    pending = b""
+    while chunk := _read_available(stream, size):
+        data = pending + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+        pending = data[cut:]
+        if len(pending) > MAX_LINE:  # keep its start, which is enough to report it
+            pending = pending[:MAX_LINE] + _skip_line(stream)
+    if pending:
+        yield pending if pending.endswith(b"\n") else pending + b"\n"
+
+
+def _skip_line(stream: io.BufferedIOBase) -> bytes:
+    """Drop the rest of an over-long line; return what follows its newline."""
+    while chunk := stream.read1(BLOCK_BYTES):
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            return chunk[newline:]
+    return b""
+
+
+def _read_available(stream: io.BufferedIOBase, size: int) -> bytes:
+    """Up to `size` bytes: waits for the first, then takes only what is ready (`tail -f` flows)."""
+    data = stream.read1(size)
+    while data and len(data) < size and _ready(stream):
+        more = stream.read1(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _ready(stream: io.BufferedIOBase) -> bool:
+    try:
+        return bool(select.select([stream], [], [], 0)[0])
+    except (OSError, ValueError):  # no file descriptor (an in-memory stream): always ready
+        return True

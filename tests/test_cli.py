@@ -1,0 +1,227 @@
+"""`lumu ts parse` as a user runs it: a real process, real stdin, stdout, stderr and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+LUMU = [sys.executable, "-m", "lumu_cli"]
+
+
+def lumu(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*LUMU, *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def lines(data: bytes) -> list[str]:
+    return data.decode().splitlines()
+
+
+def test_one_epoch_argument() -> None:
+    done = lumu("ts", "parse", "1700000000")
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"2023-11-14T22:13:20.000Z\n", b"")
+
+
+def test_bad_argument_is_reported_and_the_others_still_printed_in_order() -> None:
+    done = lumu("ts", "parse", "1700000000", "2021-02-30T00:00:00", "2021-12-03T16:15:30.235Z")
+    assert done.returncode == 1
+    assert lines(done.stdout) == ["2023-11-14T22:13:20.000Z", "2021-12-03T16:15:30.235Z"]
+    assert lines(done.stderr) == [
+        "lumu: argument 2: cannot parse '2021-02-30T00:00:00': day is out of range for month"
+    ]
+
+
+def test_stdin_dash_reads_one_timestamp_per_line_and_names_bad_lines() -> None:
+    stdin = b"1726667942\r\n  2021-12-03 16:15:30.1+05:30  \n\ninvalid\n\xff\xfe\n2016-W13-7"
+    done = lumu("ts", "parse", "-", stdin=stdin)
+    assert done.returncode == 1
+    assert lines(done.stdout) == [
+        "2024-09-18T13:59:02.000Z",
+        "2021-12-03T10:45:30.100Z",
+        "2016-04-03T00:00:00.000Z",
+    ]
+    assert lines(done.stderr) == [
+        "lumu: line 3: cannot parse '': empty input",
+        "lumu: line 4: cannot parse 'invalid': not a recognized timestamp "
+        "(ISO 8601, RFC 2822, ctime or an epoch number)",
+        "lumu: line 5: cannot parse b'\\xff\\xfe': not valid UTF-8 text",
+    ]
+
+
+def test_no_argument_with_piped_stdin_reads_stdin() -> None:
+    done = lumu("ts", "parse", stdin=b"1700000000\n")
+    assert (done.returncode, done.stdout) == (0, b"2023-11-14T22:13:20.000Z\n")
+
+
+def test_no_argument_with_a_terminal_is_a_usage_error() -> None:
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [*LUMU, "ts", "parse"], stdin=follower, capture_output=True, timeout=60
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 2
+    assert lines(done.stderr) == [
+        "lumu: no timestamps given: pass them as arguments, or '-' to read lines from stdin"
+    ]
+
+
+def test_json_keeps_one_object_per_input_in_order() -> None:
+    done = lumu("ts", "parse", "--json", "-", stdin=b"1700000000\nnope\n2021-12-03T16:15:30Z\n")
+    assert done.returncode == 1
+    assert [json.loads(line) for line in lines(done.stdout)] == [
+        {"input": "1700000000", "output": "2023-11-14T22:13:20.000Z", "error": None},
+        {
+            "input": "nope",
+            "output": None,
+            "error": "not a recognized timestamp (ISO 8601, RFC 2822, ctime or an epoch number)",
+        },
+        {"input": "2021-12-03T16:15:30Z", "output": "2021-12-03T16:15:30.000Z", "error": None},
+    ]
+    assert lines(done.stderr) == [
+        "lumu: line 2: cannot parse 'nope': not a recognized timestamp "
+        "(ISO 8601, RFC 2822, ctime or an epoch number)"
+    ]
+
+
+def test_arguments_and_stdin_mix_in_order() -> None:
+    done = lumu("ts", "parse", "0", "-", "1", stdin=b"2\n3\n")
+    assert lines(done.stdout) == [f"1970-01-01T00:00:0{n}.000Z" for n in (0, 2, 3, 1)]
+
+
+def test_negative_epoch_needs_a_unit() -> None:
+    auto = lumu("ts", "parse", "-1234567890")
+    assert auto.returncode == 1
+    assert b"negative epoch is ambiguous; pass --unit" in auto.stderr
+    explicit = lumu("ts", "parse", "--unit", "s", "-1234567890")
+    assert (explicit.returncode, explicit.stdout) == (0, b"1930-11-18T00:28:30.000Z\n")
+
+
+def test_tz_option_interprets_naive_inputs() -> None:
+    done = lumu(
+        "ts",
+        "parse",
+        "--tz",
+        "Europe/Madrid",
+        "2021-07-01 12:00",
+        "-",
+        stdin=b"2021-07-01T12:00Z\n",
+    )
+    assert lines(done.stdout) == ["2021-07-01T10:00:00.000Z", "2021-07-01T12:00:00.000Z"]
+
+
+def test_unknown_zone_and_unit_are_usage_errors() -> None:
+    zone = lumu("ts", "parse", "--tz", "Mars/Olympus", "1")
+    assert zone.returncode == 2
+    assert lines(zone.stderr) == [
+        "lumu: unknown time zone 'Mars/Olympus' (expected an IANA name such as Europe/Madrid)"
+    ]
+    assert lumu("ts", "parse", "--unit", "fortnights", "1").returncode == 2
+
+
+def test_stdin_given_twice_is_a_usage_error() -> None:
+    done = lumu("ts", "parse", "-", "-")
+    assert (done.returncode, lines(done.stderr)) == (
+        2,
+        ["lumu: '-' (stdin) can be given only once"],
+    )
+
+
+def test_no_traceback_unless_lumu_debug() -> None:
+    quiet = lumu("ts", "parse", "--tz", "Nowhere/Else", "1")
+    loud = lumu("ts", "parse", "--tz", "Nowhere/Else", "1", env={"LUMU_DEBUG": "1"})
+    assert b"Traceback" not in quiet.stderr
+    assert loud.returncode != 0
+    assert b"Traceback" in loud.stderr or b"UsageError" in loud.stderr
+
+
+def test_unreadable_stdin_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    write_only = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)  # reading it fails: EBADF
+    try:
+        done = subprocess.run(
+            [*LUMU, "ts", "parse", "-"], stdin=write_only, capture_output=True, timeout=60
+        )
+    finally:
+        os.close(write_only)
+    assert done.returncode == 1
+    assert lines(done.stderr) == ["lumu: cannot read stdin: Bad file descriptor"]
+
+
+def test_closed_stdout_stops_quietly_like_gnu_tools() -> None:
+    stdin = b"1700000000\n" * 2_000_000
+    with subprocess.Popen(
+        [*LUMU, "ts", "parse", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        try:
+            proc.stdin.write(stdin[:11])
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"2023-11-14T22:13:20.000Z\n"
+            proc.stdout.close()
+            proc.stdin.write(stdin[11:])
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it stopped even before we finished writing
+        assert proc.wait(timeout=60) == 141
+        assert proc.stderr.read() == b""
+
+
+def test_stdin_lines_are_answered_as_they_arrive() -> None:
+    """`tail -f log | lumu ts parse -` must not wait for a full block or for end of input."""
+    with subprocess.Popen(
+        [*LUMU, "ts", "parse", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        for second in range(3):
+            proc.stdin.write(f"{second}\n".encode())
+            proc.stdin.flush()
+            assert proc.stdout.readline() == f"1970-01-01T00:00:0{second}.000Z\n".encode()
+            time.sleep(0.05)
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["ts", "--help"], ["ts", "parse", "--help"]], ids=" ".join
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    done = lumu(*args)
+    assert done.returncode == 0
+    assert b"Usage:" in done.stdout
+
+
+def test_help_documents_the_auto_unit_rule_and_exit_codes() -> None:
+    wide = {"COLUMNS": "400"}
+    parse_help = " ".join(lumu("ts", "parse", "--help", env=wide).stdout.decode().split())
+    assert "below 1e11 seconds, below 1e14 milliseconds" in parse_help
+    top_help = " ".join(lumu("--help", env=wide).stdout.decode().split())
+    assert "0 ok, 1 bad input, 2 usage, 3 broker" in top_help
+
+
+def test_version() -> None:
+    from lumu_cli import __version__
+
+    assert lumu("--version").stdout == f"lumu {__version__}\n".encode()

@@ -1,0 +1,103 @@
+"""The project's promises about itself: layout rules, documented commands, a README that is true."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+
+from lumu_cli.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+# Who may import what: lower modules know nothing of the CLI, the terminal or Kafka.
+ALLOWED = {
+    "typer": {"cli.py"},
+    "click": set(),
+    "rich": {"cli.py", "live.py"},
+    "confluent_kafka": {"kafka_io.py"},
+    "numpy": {"tsstream.py"},
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("module", sorted(ALLOWED))
+def test_only_the_named_modules_import_each_outside_layer(module: str) -> None:
+    importers = {p.name for p in (ROOT / "lumu_cli").glob("*.py") if module in imported_roots(p)}
+    assert importers <= ALLOWED[module]
+
+
+def test_the_library_api_imports_no_cli_or_array_code() -> None:
+    heavy = "('typer', 'rich', 'numpy')"
+    code = f"import lumu_cli, sys; print(sorted(m for m in {heavy} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def command_paths() -> list[str]:
+    """Every leaf command of the app, as the user types it: `ts parse`, ..."""
+    paths = []
+
+    def walk(command: Any, prefix: str) -> None:
+        if hasattr(command, "commands"):  # a group
+            for name, sub in command.commands.items():
+                walk(sub, f"{prefix} {name}".strip())
+        else:
+            paths.append(prefix)
+
+    walk(typer.main.get_command(app), "")
+    return paths
+
+
+@pytest.mark.parametrize("path", command_paths())
+def test_every_command_has_help_and_a_readme_section(path: str) -> None:
+    command: Any = typer.main.get_command(app)
+    for name in path.split():
+        command = command.commands[name]
+    assert command.help
+    assert f"## `lumu {path}`" in README
+
+
+def readme_examples() -> list[tuple[str, list[str]]]:
+    """`$ lumu ...` lines of the README's console blocks without pipes, with the lines after."""
+    examples = []
+    for block in re.findall(r"```console\n(.*?)```", README, re.S):
+        for chunk in block.split("$ ")[1:]:
+            command, *output = chunk.rstrip("\n").split("\n")
+            if command.startswith("lumu ") and not set("|<>") & set(command):
+                examples.append((command, output))
+    return examples
+
+
+@pytest.mark.parametrize(("command", "output"), readme_examples(), ids=lambda x: str(x)[:40])
+def test_readme_examples_print_what_the_readme_says(command: str, output: list[str]) -> None:
+    args = shlex.split(command)[1:]
+    done = subprocess.run(
+        [sys.executable, "-m", "lumu_cli", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.splitlines() + done.stderr.splitlines() == output
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "make test " in README
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert [
+        line for line in ci.splitlines() if line and not line.startswith(("#", "set", "cd"))
+    ] == ["make test"]
