@@ -13,9 +13,11 @@ import select
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import tzinfo
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 
 from lumu_cli.errors import InputError, InvalidTimestamp
 from lumu_cli.timestamps import Unit, normalize
@@ -67,10 +69,12 @@ class _Shape:
     fraction: int
     zone: str
 
-    @property
-    def pattern(self) -> Bytes:
+    @cached_property
+    def pattern(self) -> npt.NDArray[np.void]:
+        """The shape classes of the whole line as one fixed-size value, to compare rows at once."""
         dot = "." + "0" * self.fraction if self.fraction else ""
-        return np.frombuffer(_PREFIX + f"{dot}{self.zone}".encode(), np.uint8)
+        text = _PREFIX + f"{dot}{self.zone}".encode()
+        return np.frombuffer(text, f"V{len(text)}")
 
     def millis(self, chars: Bytes) -> tuple[Ints, npt.NDArray[np.bool_]]:
         """Epoch milliseconds of rows in this shape, and which rows are real instants."""
@@ -99,7 +103,7 @@ _SHAPES: dict[int, list[_Shape]] = {}
 for _fraction in range(_MAX_FRACTION + 1):
     for _zone in _ZONES:
         _shape = _Shape(_fraction, _zone)
-        _SHAPES.setdefault(len(_shape.pattern), []).append(_shape)
+        _SHAPES.setdefault(_shape.pattern.itemsize, []).append(_shape)
 
 
 def _num(chars: Bytes, col: int, width: int) -> Ints:
@@ -185,13 +189,13 @@ def _parse_common_shapes(block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool
         rows = np.flatnonzero(block.lengths == length)
         if not len(rows):
             continue
-        line = chars[block.starts[rows, None] + np.arange(length)]
-        shape = _CLASS[line]
+        line = sliding_window_view(chars, length)[block.starts[rows]]
+        shape = np.take(_CLASS, line).view(f"V{length}")[:, 0]
         dashes = (line[:, 4] == ord("-")) & (line[:, 7] == ord("-"))  # '+' shares their class
         for candidate in shapes:
             if candidate.zone == "" and not naive_is_utc:
                 continue
-            hit = np.flatnonzero((shape == candidate.pattern).all(axis=1) & dashes)
+            hit = np.flatnonzero((shape == candidate.pattern) & dashes)
             if len(hit):
                 millis, valid = candidate.millis(line[hit])
                 good = rows[hit[valid]]

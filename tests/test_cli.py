@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import time
@@ -202,6 +203,24 @@ def test_stdin_lines_are_answered_as_they_arrive() -> None:
             time.sleep(0.05)
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
+
+
+def test_ctrl_c_exits_130_quietly_after_printing_what_it_had() -> None:
+    with subprocess.Popen(
+        [*LUMU, "ts", "parse", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdin.write(b"1700000000\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"2023-11-14T22:13:20.000Z\n"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert proc.stderr.read() == b""
 
 
 @pytest.mark.parametrize(
