@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from enum import StrEnum
 from functools import cache
 from typing import TYPE_CHECKING
@@ -45,6 +45,7 @@ AUTO_RULE = (
     "milliseconds, below 1e17 microseconds, below 1e20 nanoseconds; longer is an error"
 )
 _MAX_DIGITS = 21  # no unit reaches year 9999 with more integer digits than this
+_TINY = Decimal("1e-30")
 
 _EPOCH_TEXT = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?", re.ASCII)
 _ISO_DATE = re.compile(r"[0-9]{4}[0-9W-]*", re.ASCII)
@@ -140,7 +141,10 @@ def _number_text(value: int | float | Decimal) -> str:
     number = Decimal(repr(value)) if isinstance(value, float) else value
     if not number.is_finite():
         raise InvalidTimestamp(value, "not a finite number")
-    return format(number, "f")
+    if number.adjusted() >= _MAX_DIGITS:  # before writing out all of 1e999999999
+        raise InvalidTimestamp(value, "too many integer digits for any unit")
+    with localcontext(prec=_MAX_DIGITS + 40):  # floor to 1e-30 keeps every later floor exact
+        return format(number.quantize(_TINY, rounding=ROUND_FLOOR), "f")
 
 
 def _from_epoch(value: object, text: str, unit: Unit) -> datetime:

@@ -68,6 +68,8 @@ ACCEPTED = [
     # epochs: ints, floats, Decimals and digit strings, exact decimal reading
     ("1726667942.9999999", "2024-09-18T13:59:02.999Z"),
     (Decimal("1726667942.1239"), "2024-09-18T13:59:02.123Z"),
+    (Decimal("1e-999999999"), "1970-01-01T00:00:00.000Z"),
+    (Decimal("17266679421239e-4"), "2024-09-18T13:59:02.123Z"),
     ("0", "1970-01-01T00:00:00.000Z"),
     ("99999999999", "5138-11-16T09:46:39.000Z"),
     ("100000000000", "1973-03-03T09:46:40.000Z"),
@@ -117,6 +119,7 @@ REJECTED = [
     (float("-inf"), "not a finite number"),
     (Decimal("NaN"), "not a finite number"),
     (True, "boolean"),
+    (Decimal("1e999999999"), "too many integer digits"),
     ("1" * 21, "too long for any unit"),
     ("1" * 5000, "too long for any unit"),
     ("0000-01-01T00:00:00Z", "year 0 is out of range"),
