@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert [
         line for line in ci.splitlines() if line and not line.startswith(("#", "set", "cd"))
     ] == ["make test"]
+
+
+def test_readme_python_example_runs_as_commented(capsys: pytest.CaptureFixture[str]) -> None:
+    (code,) = re.findall(r"```python\n(.*?)```", README, re.S)
+    namespace: dict[str, Any] = {"datetime": datetime, "UTC": UTC}
+    exec(code, namespace)  # our own README
+    assert capsys.readouterr().out == "day is out of range for month\n"
+    pairs = re.findall(r"^# [^:]*: (.+)\n(.+)$", code, re.M)
+    assert len(pairs) == 3
+    for expected, call in pairs:
+        assert eval(call, namespace) == eval(expected, namespace)
