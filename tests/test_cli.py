@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -165,23 +167,36 @@ def test_unreadable_stdin_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert lines(done.stderr) == ["lumu: cannot read stdin: Bad file descriptor"]
 
 
-def test_closed_stdout_stops_quietly_like_gnu_tools() -> None:
-    stdin = b"1700000000\n" * 2_000_000
+@contextmanager
+def streaming() -> Iterator[tuple[subprocess.Popen[bytes], Callable[[bytes], bytes]]]:
+    """A running `lumu ts parse -`, and a function that feeds it a line and reads one back."""
     with subprocess.Popen(
         [*LUMU, "ts", "parse", "-"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     ) as proc:
-        assert proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+        assert stdin is not None
+        assert stdout is not None
+
+        def ask(line: bytes) -> bytes:
+            stdin.write(line)
+            stdin.flush()
+            return stdout.readline()
+
+        yield proc, ask
+
+
+def test_closed_stdout_stops_quietly_like_gnu_tools() -> None:
+    with streaming() as (proc, ask):
+        assert ask(b"1700000000\n") == b"2023-11-14T22:13:20.000Z\n"
         assert proc.stdin is not None
+        assert proc.stdout is not None
         assert proc.stderr is not None
+        proc.stdout.close()
         try:
-            proc.stdin.write(stdin[:11])
-            proc.stdin.flush()
-            assert proc.stdout.readline() == b"2023-11-14T22:13:20.000Z\n"
-            proc.stdout.close()
-            proc.stdin.write(stdin[11:])
+            proc.stdin.write(b"1700000000\n" * 2_000_000)
             proc.stdin.close()
         except BrokenPipeError:
             pass  # it stopped even before we finished writing
@@ -191,35 +206,21 @@ def test_closed_stdout_stops_quietly_like_gnu_tools() -> None:
 
 def test_stdin_lines_are_answered_as_they_arrive() -> None:
     """`tail -f log | lumu ts parse -` must not wait for a full block or for end of input."""
-    with subprocess.Popen(
-        [*LUMU, "ts", "parse", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    ) as proc:
-        assert proc.stdin is not None
-        assert proc.stdout is not None
+    with streaming() as (proc, ask):
         for second in range(3):
-            proc.stdin.write(f"{second}\n".encode())
-            proc.stdin.flush()
-            assert proc.stdout.readline() == f"1970-01-01T00:00:0{second}.000Z\n".encode()
+            assert ask(f"{second}\n".encode()) == f"1970-01-01T00:00:0{second}.000Z\n".encode()
             time.sleep(0.05)
+        assert proc.stdin is not None
         proc.stdin.close()
         assert proc.wait(timeout=60) == 0
 
 
 def test_ctrl_c_exits_130_quietly_after_printing_what_it_had() -> None:
-    with subprocess.Popen(
-        [*LUMU, "ts", "parse", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    ) as proc:
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        proc.stdin.write(b"1700000000\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline() == b"2023-11-14T22:13:20.000Z\n"
+    with streaming() as (proc, ask):
+        assert ask(b"1700000000\n") == b"2023-11-14T22:13:20.000Z\n"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
+        assert proc.stderr is not None
         assert proc.stderr.read() == b""
 
 
