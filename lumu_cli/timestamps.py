@@ -46,6 +46,7 @@ AUTO_RULE = (
 )
 _MAX_DIGITS = 21  # no unit reaches year 9999 with more integer digits than this
 _TINY = Decimal("1e-30")
+_TOO_LONG = "too many integer digits for any unit"
 
 _EPOCH_TEXT = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?", re.ASCII)
 _ISO_DATE = re.compile(r"[0-9]{4}[0-9W-]*", re.ASCII)
@@ -87,15 +88,15 @@ def parse_timestamp(
     if isinstance(value, bool):  # bool is an int subclass, but True is not an instant
         raise InvalidTimestamp(value, "a boolean is not a timestamp")
     if isinstance(value, int | float | Decimal):
-        return _from_epoch(value, _number_text(value), unit)
+        return _from_epoch(value, _number_digits(value), unit)
     try:
         text = (value.decode() if isinstance(value, bytes) else value).strip()
     except UnicodeDecodeError:
         raise InvalidTimestamp(value, "not valid UTF-8 text") from None
     if not text:
         raise InvalidTimestamp(value, "empty input")
-    if _EPOCH_TEXT.fullmatch(text):
-        return _from_epoch(value, text, unit)
+    if digits := _EPOCH_TEXT.fullmatch(text):
+        return _from_epoch(value, digits, unit)
     if _ISO_DATE.match(text):
         local = _from_iso(value, text)
     elif match := _RFC2822.fullmatch(text) or _CTIME.fullmatch(text):
@@ -132,30 +133,33 @@ def load_zone(name: str) -> tzinfo:
         raise UsageError(f"unknown time zone {name!r} ({example})") from None
 
 
-def _number_text(value: int | float | Decimal) -> str:
-    """Plain decimal digits of a number: ints, floats and Decimals share the exact text path."""
+def _number_digits(value: int | float | Decimal) -> re.Match[str]:
+    """A number as decimal digits, so ints, floats and Decimals share the exact text path."""
     if isinstance(value, int):
         if abs(value) >= 10**_MAX_DIGITS:  # before str(), which refuses ints over 4300 digits
-            raise InvalidTimestamp(value, "too many integer digits for any unit")
-        return str(value)
+            raise InvalidTimestamp(value, _TOO_LONG)
+        return _digits(str(value))
     number = Decimal(repr(value)) if isinstance(value, float) else value
     if not number.is_finite():
         raise InvalidTimestamp(value, "not a finite number")
     if number.adjusted() >= _MAX_DIGITS:  # before writing out all of 1e999999999
-        raise InvalidTimestamp(value, "too many integer digits for any unit")
+        raise InvalidTimestamp(value, _TOO_LONG)
     with localcontext(prec=_MAX_DIGITS + 40):  # floor to 1e-30 keeps every later floor exact
-        return format(number.quantize(_TINY, rounding=ROUND_FLOOR), "f")
+        return _digits(format(number.quantize(_TINY, rounding=ROUND_FLOOR), "f"))
 
 
-def _from_epoch(value: object, text: str, unit: Unit) -> datetime:
-    """Epoch number as decimal text -> UTC datetime, exact and floored to the microsecond."""
+def _digits(text: str) -> re.Match[str]:
     match = _EPOCH_TEXT.fullmatch(text)
-    if match is None:
-        raise InvalidTimestamp(value, "not a finite number")
-    sign, whole, fraction = match.group(1), match.group(2).lstrip("0") or "0", match.group(3) or ""
+    assert match is not None, text  # str(int) and format(finite Decimal, "f") always match
+    return match
+
+
+def _from_epoch(value: object, digits: re.Match[str], unit: Unit) -> datetime:
+    """Epoch number as decimal digits -> UTC datetime, exact and floored to the microsecond."""
+    sign, whole, fraction = digits[1], digits[2].lstrip("0") or "0", digits[3] or ""
     negative = sign == "-" and (whole != "0" or fraction.strip("0") != "")
     if len(whole) > _MAX_DIGITS:
-        raise InvalidTimestamp(value, f"{len(whole)} integer digits is too long for any unit")
+        raise InvalidTimestamp(value, _TOO_LONG)
     if unit is Unit.AUTO:
         unit = _auto_unit(value, whole, negative)
     shift = _SHIFT[unit]
@@ -179,7 +183,7 @@ def _auto_unit(value: object, whole: str, negative: bool) -> Unit:
     for bound, unit in _AUTO_BOUNDS:
         if int(whole) < bound:
             return unit
-    raise InvalidTimestamp(value, f"{len(whole)} integer digits is too long for any unit")
+    raise InvalidTimestamp(value, _TOO_LONG)
 
 
 def _from_iso(value: object, text: str) -> datetime:

@@ -54,7 +54,7 @@ _DIGITS3 = np.array([b"%03d" % i for i in range(1000)]).view("S3")
 _OUT_DTYPE = np.dtype(
     {
         "names": ["y1", "y2", "mon", "day", "hour", "min", "sec", "ms"],
-        "formats": ["<u2", "<u2", "<u2", "<u2", "<u2", "<u2", "<u2", "S3"],
+        "formats": ["u2", "u2", "u2", "u2", "u2", "u2", "u2", "S3"],  # native, as _DIGITS2
         "offsets": [0, 2, 5, 8, 11, 14, 17, 20],
         "itemsize": OUT_WIDTH,
     }
@@ -154,10 +154,14 @@ class ParsedBlock:
         """The output lines of rows lo..hi, bad rows left out."""
         return self.rendered[lo:hi][self.ok[lo:hi]].tobytes()
 
-    def text(self, row: int) -> str:
+    def raw(self, row: int) -> bytes:
         """The input line of `row` without its line ending."""
         start = int(self.starts[row])
-        return self.data[start : start + int(self.lengths[row])].decode("utf-8", "replace")
+        return self.data[start : start + int(self.lengths[row])]
+
+    def text(self, row: int) -> str:
+        """The input line of `row` as text (undecodable bytes replaced)."""
+        return self.raw(row).decode("utf-8", "replace")
 
     def result(self, row: int) -> str | None:
         """The normalized timestamp of `row`, or None if it failed."""
@@ -204,8 +208,7 @@ def _parse_common_shapes(block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool
 
 
 def _parse_one(block: ParsedBlock, row: int, unit: Unit, tz: tzinfo | None) -> None:
-    start = int(block.starts[row])
-    raw = block.data[start : start + int(block.lengths[row])]
+    raw = block.raw(row)
     try:
         value: str | bytes = raw.decode()
     except UnicodeDecodeError:
