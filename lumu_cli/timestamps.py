@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Unit", "format_timestamp", "load_zone", "normalize", "parse_timestamp"]
 
-UTC = UTC
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
