@@ -14,7 +14,7 @@ import os
 import select
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from functools import cached_property
 
@@ -244,12 +244,11 @@ def parse_stream(
     with ThreadPoolExecutor(WORKERS) as pool:
         for data in _read_blocks_or_fail(stream, name):
             pieces = _pieces(data, WORKERS) if len(data) >= SPLIT_BYTES else [data]
-            parsing = []
-            for piece in pieces:
-                parsing.append(pool.submit(parse_block, piece, line, unit=unit, tz=tz))
-                line += piece.count(b"\n")
+            parsing = [pool.submit(parse_block, piece, unit=unit, tz=tz) for piece in pieces]
             for future in parsing:
-                yield future.result()
+                block = replace(future.result(), first_line=line)  # its rows counted it already
+                line += len(block)
+                yield block
 
 
 def _read_blocks_or_fail(stream: io.BufferedIOBase, name: str) -> Iterator[bytes]:
