@@ -36,9 +36,10 @@ class Unit(StrEnum):
 
 
 # Digits the decimal point moves right to turn the unit into microseconds.
-_SHIFT = {Unit.S: 6, Unit.MS: 3, Unit.US: 0, Unit.NS: -3}
+# decimal places an epoch number moves to become microseconds
+DIGIT_SHIFT = {Unit.S: 6, Unit.MS: 3, Unit.US: 0, Unit.NS: -3}
 # AUTO: the first unit whose bound exceeds the integer part. Every unit then covers 1970/1973..5138.
-_AUTO_BOUNDS = ((10**11, Unit.S), (10**14, Unit.MS), (10**17, Unit.US), (10**20, Unit.NS))
+AUTO_BOUNDS = ((10**11, Unit.S), (10**14, Unit.MS), (10**17, Unit.US), (10**20, Unit.NS))
 AUTO_RULE = (
     "auto reads a non-negative epoch number by its integer part: below 1e11 seconds, below 1e14 "
     "milliseconds, below 1e17 microseconds, below 1e20 nanoseconds; longer is an error"
@@ -161,7 +162,7 @@ def _from_epoch(value: object, digits: re.Match[str], unit: Unit) -> datetime:
         raise InvalidTimestamp(value, _TOO_LONG)
     if unit is Unit.AUTO:
         unit = _auto_unit(value, whole, negative)
-    shift = _SHIFT[unit]
+    shift = DIGIT_SHIFT[unit]
     kept = fraction[:shift] if shift > 0 else ""
     magnitude = int(whole + kept.ljust(max(shift, 0), "0"))
     dropped = fraction[len(kept) :].strip("0") != ""
@@ -179,7 +180,7 @@ def _auto_unit(value: object, whole: str, negative: bool) -> Unit:
     if negative:
         reason = "a negative epoch is ambiguous; pass --unit s, ms, us or ns to read it"
         raise InvalidTimestamp(value, reason)
-    for bound, unit in _AUTO_BOUNDS:
+    for bound, unit in AUTO_BOUNDS:
         if int(whole) < bound:
             return unit
     raise InvalidTimestamp(value, _TOO_LONG)

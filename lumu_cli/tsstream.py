@@ -1,9 +1,10 @@
-"""`lumu ts parse -` for streams: lines in blocks, the common RFC 3339 shapes parsed as arrays.
+"""`lumu ts parse -` for streams: lines in blocks, the common shapes parsed as arrays.
 
-Every line shaped `YYYY-MM-DD[Tt ]HH:MM:SS[.,fraction][zone]` is parsed, checked and rendered
-with numpy for the whole block at once. Every other line, and every line the arrays find invalid,
-goes through `timestamps.normalize`, which is the definition and supplies the error message. So
-the fast path can only be faster, never different (tests/test_properties.py holds them equal).
+Every line shaped `YYYY-MM-DD[Tt ]HH:MM:SS[.,fraction][zone]`, and every line of up to 18
+digits (an epoch number), is parsed, checked and rendered with numpy for the whole block at once.
+Every other line, and every line the arrays find invalid, goes through `timestamps.normalize`,
+which is the definition and supplies the error message. So the fast path can only be faster,
+never different (tests/test_properties.py holds them equal).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lumu_cli.errors import InputError, InvalidTimestamp
-from lumu_cli.timestamps import Unit, normalize
+from lumu_cli.timestamps import AUTO_BOUNDS, DIGIT_SHIFT, Unit, normalize
 
 __all__ = ["ParsedBlock", "parse_stream", "read_blocks"]
 
@@ -188,6 +189,7 @@ def parse_block(
         np.zeros(len(ends), np.bool_),
     )  # fmt: skip
     _parse_common_shapes(block, chars, naive_is_utc=tz is None)
+    _parse_epoch_digits(block, chars, unit)
     for row in np.flatnonzero(~block.ok):
         _parse_one(block, int(row), unit, tz)
     return block
@@ -210,6 +212,35 @@ def _parse_common_shapes(block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool
                 good = rows[hit[valid]]
                 block.rendered[good] = render(millis[valid])
                 block.ok[good] = True
+
+
+_EPOCH_MAX_DIGITS = 18  # every 18-digit number fits an int64
+
+
+def _parse_epoch_digits(block: ParsedBlock, chars: Bytes, unit: Unit) -> None:
+    """Lines of only digits (epoch numbers without sign or fraction), by the AUTO_RULE bounds."""
+    for length in range(1, _EPOCH_MAX_DIGITS + 1):
+        rows = np.flatnonzero((block.lengths == length) & ~block.ok)
+        if not len(rows):
+            continue
+        line = sliding_window_view(chars, length)[block.starts[rows]]
+        digits = ((line - ord("0")) < 10).all(axis=1)  # uint8: bytes below '0' wrap around
+        rows, line = rows[digits], line[digits]
+        value = _num(line, 0, length)
+        millis = np.full(len(rows), _MAX_MS + 1, np.int64)
+        lower = 0
+        for bound, unit_here in AUTO_BOUNDS if unit is Unit.AUTO else ((10**20, unit),):
+            part = (value >= lower) & (value < bound)
+            shift = DIGIT_SHIFT[unit_here] - 3  # decimal places to milliseconds
+            if shift >= 0:
+                part &= value <= _MAX_MS // 10**shift  # and no int64 overflow
+                millis[part] = value[part] * 10**shift
+            else:
+                millis[part] = value[part] // 10**-shift
+            lower = bound
+        valid = millis <= _MAX_MS
+        block.rendered[rows[valid]] = render(millis[valid])
+        block.ok[rows[valid]] = True
 
 
 def _parse_one(block: ParsedBlock, row: int, unit: Unit, tz: tzinfo | None) -> None:

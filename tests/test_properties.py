@@ -763,3 +763,25 @@ def test_format_timestamp_truncates(instant: datetime) -> None:
     except OverflowError:
         return
     assert format_timestamp(instant) == iso_ms(instant)
+
+
+@pytest.mark.parametrize("unit", list(Unit))
+@settings(max_examples=150, deadline=None)
+@given(
+    numbers=st.lists(
+        st.one_of(
+            st.integers(0, 10**20),
+            st.sampled_from([0, 10**11 - 1, 10**11, 10**14 - 1, 10**14, 10**17 - 1, 10**17]),
+            st.integers(253402300799, 253402300800),  # the last second of year 9999
+            st.integers(10**17, 10**18 - 1),
+        ),
+        max_size=30,
+    ),
+    zeros=st.integers(0, 3),
+)
+def test_epoch_digit_fast_path_equals_definition(
+    unit: Unit, numbers: list[int], zeros: int
+) -> None:
+    # Lines of 1-18 digits take the numpy epoch path; longer ones take the definition's path.
+    lines = [(b"0" * zeros + str(n).encode(), False) for n in numbers]
+    check_block(lines, unit, None, 0, len(lines))
