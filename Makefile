@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench broker clean
 
 install: $(VENV)/.installed
 
@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	scripts/demo
+
+broker:  # the local Kafka the demo uses (stop it with scripts/kafka-broker stop)
+	scripts/kafka-broker start
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,17 +5,29 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Annotated, BinaryIO, ParamSpec
 
 import typer
 
 from lumu_cli import __version__
-from lumu_cli.errors import ExitCode, InvalidTimestamp, LumuError, UsageError
+from lumu_cli.errors import (
+    DeliveryError,
+    ExitCode,
+    InvalidTimestamp,
+    LumuError,
+    UsageError,
+    shorten,
+)
 from lumu_cli.timestamps import AUTO_RULE, Unit, load_zone, normalize
 
 if TYPE_CHECKING:
+    from lumu_cli.kafka_io import Consumed
+    from lumu_cli.tracker import Stats, Tracker
     from lumu_cli.tsstream import ParsedBlock
 
 P = ParamSpec("P")
@@ -85,7 +97,8 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
-    """Toolkit for device event streams: normalize timestamps (lumu ts parse).
+    """Toolkit for device event streams from Kafka: normalize timestamps (ts parse), seed a topic
+    (produce), count unique device IPs live (track) or as an HTTP endpoint (serve).
 
     Exit codes: 0 ok, 1 bad input, 2 usage, 3 broker, 70 internal error, 130 Ctrl-C,
     141 closed pipe. LUMU_DEBUG=1 shows tracebacks.
@@ -198,3 +211,278 @@ def _stdin_or_usage_error() -> list[str]:
             "no timestamps given: pass them as arguments, or '-' to read lines from stdin"
         )
     return ["-"]
+
+
+# ---------------------------------------------------------------- Kafka commands
+
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        envvar="LUMU_BOOTSTRAP_SERVERS",
+        help="Kafka brokers, host:port,...",
+    ),
+]
+Topic = Annotated[
+    str, typer.Option("--topic", "-t", envvar="LUMU_TOPIC", help="Topic of device events.")
+]
+Settings = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-X",
+        metavar="KEY=VALUE",
+        help="Any librdkafka property, repeatable (as kcat -X), e.g. -X security.protocol=SSL.",
+        show_default=False,
+    ),
+]
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        envvar="LUMU_TIMEOUT",
+        min=0.1,
+        help="Seconds to wait for the broker at start before giving up (exit 3).",
+    ),
+]
+Group = Annotated[str, typer.Option("--group", "-g", envvar="LUMU_GROUP", help="Consumer group.")]
+FromBeginning = Annotated[
+    bool,
+    typer.Option(
+        "--from-beginning",
+        help="Read every partition from its first record (committed offsets are ignored).",
+    ),
+]
+
+
+class _Signals:
+    """SIGINT and SIGTERM set `stop` for a clean stop; `interrupted` tells a Ctrl-C."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.interrupted = False
+
+    def __enter__(self) -> _Signals:
+        self._old = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.stop.is_set():  # a second Ctrl-C: stop waiting for the clean stop
+            raise KeyboardInterrupt
+        self.interrupted = signum == signal.SIGINT
+        self.stop.set()
+
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.INTERRUPTED if self.interrupted else ExitCode.OK
+
+
+def _summary(obj: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+@reported
+def produce(
+    rate: Annotated[
+        float,
+        typer.Option(
+            "--rate", "-r", min=0, help="Records per second; 0 sends as fast as possible."
+        ),
+    ] = 100,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count", "-n", min=0, help="Stop after this many records.", show_default=False
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            "--duration", "-d", min=0, help="Stop after this many seconds.", show_default=False
+        ),
+    ] = None,
+    ips: Annotated[int, typer.Option("--ips", min=1, help="Size of the device-IP pool.")] = 1000,
+    ipv6_ratio: Annotated[
+        float, typer.Option("--ipv6-ratio", min=0, max=1, help="Share of the pool that is IPv6.")
+    ] = 0.1,
+    invalid_ratio: Annotated[
+        float,
+        typer.Option(
+            "--invalid-ratio",
+            min=0,
+            max=1,
+            help="Share of records that are malformed, of every kind.",
+        ),
+    ] = 0.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Make the run reproducible.", show_default=False)
+    ] = None,
+    partitions: Annotated[
+        int, typer.Option("--partitions", min=1, help="Partitions, if the topic must be created.")
+    ] = 3,
+    bootstrap: Bootstrap = "localhost:9092",
+    topic: Topic = "device-events",
+    settings: Settings = None,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Seed a topic with synthetic device events at a steady rate.
+
+    Each record is JSON {"timestamp", "device_ip", "error_code"} keyed by the device IP, with
+    timestamps in the forms devices send. Runs until --count, --duration or Ctrl-C, then prints
+    one JSON summary line: sent, delivered, failed, distinct_ips, invalid, elapsed, rate. The
+    exit status is 3 if any record was not delivered, 130 after Ctrl-C.
+    """
+    from lumu_cli.events import Synth
+    from lumu_cli.kafka_io import Sender, client_config, ensure_topic
+    from lumu_cli.live import ProduceProgress
+    from lumu_cli.produce import produce as run
+
+    config = client_config(bootstrap, settings or ())
+    if ensure_topic(config, topic, partitions, timeout):
+        fail(f"created topic {topic!r} with {partitions} partitions")
+    synth = Synth(ips, ipv6_ratio=ipv6_ratio, invalid_ratio=invalid_ratio, seed=seed)
+    stop = threading.Event()
+    with _Signals(stop) as signals, ProduceProgress(count, duration) as progress:
+        summary = run(
+            Sender(config, topic), synth, rate=rate, count=count, duration=duration, stop=stop,
+            progress=progress.update,
+        )  # fmt: skip
+    _summary(summary)
+    if summary["failed"]:
+        raise DeliveryError(f"{summary['failed']} of {summary['sent']} records were not delivered")
+    raise typer.Exit(signals.exit_code)
+
+
+def _consume(
+    bootstrap: str,
+    topic: str,
+    settings: list[str] | None,
+    timeout: float,
+    group: str,
+    from_beginning: bool,
+    exit_at_end: bool,
+) -> tuple[Consumed, Tracker]:
+    """The consumer and tracker `track` and `serve` share."""
+    from lumu_cli.kafka_io import Consumed, client_config, require_topic
+    from lumu_cli.tracker import Tracker
+
+    config = client_config(bootstrap, settings or ())
+    require_topic(config, topic, timeout)
+    consumer = Consumed(config, topic, group, from_beginning=from_beginning)
+
+    def report(partition: int, offset: int, reason: str, value: bytes | None) -> None:
+        fail(
+            f"partition {partition} offset {offset}: invalid record ({reason}): {shorten(value)}; "
+            f"further {reason} records are counted, not shown"
+        )
+
+    return consumer, Tracker(consumer, exit_at_end=exit_at_end, on_invalid=report)
+
+
+def _run(
+    consumer: Consumed,
+    tracker: Tracker,
+    serve: str | None,
+    view: Callable[[], AbstractContextManager[object]],
+) -> tuple[Stats, int]:
+    from lumu_cli.server import Endpoint
+
+    endpoint = Endpoint(serve, lambda: tracker.stats) if serve is not None else None
+    if endpoint:
+        fail(f"serving {endpoint.url}/count, /healthz and /metrics")
+    try:
+        with _Signals(tracker.stop) as signals, view():
+            stats = tracker.run()
+    finally:
+        consumer.close()
+        if endpoint:
+            endpoint.close()
+    return stats, signals.exit_code
+
+
+@app.command()
+@reported
+def track(
+    group: Group = "lumu-track",
+    from_beginning: FromBeginning = False,
+    exit_at_end: Annotated[
+        bool,
+        typer.Option(
+            "--exit-at-end",
+            "-e",
+            help="Stop when every assigned partition has reached its end (as kcat -e).",
+        ),
+    ] = False,
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            "--serve",
+            metavar="[HOST]:PORT",
+            help="Also serve the count over HTTP, e.g. :8000.",
+            show_default=False,
+        ),
+    ] = None,
+    bootstrap: Bootstrap = "localhost:9092",
+    topic: Topic = "device-events",
+    settings: Settings = None,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Count unique device IPs in a topic, live.
+
+    A record counts if it is a JSON object whose device_ip is an IPv4 or IPv6 address (compared
+    in canonical form) and whose timestamp `lumu ts parse` accepts; the others are counted as
+    invalid, by reason, and the first of each reason is shown. The count shows live on a
+    terminal, as a status line otherwise. At the end (Ctrl-C, SIGTERM or --exit-at-end) one JSON
+    line is printed: unique_ips, messages, invalid, invalid_by_reason, elapsed. The exit status
+    is 1 if any record was invalid, 130 after Ctrl-C.
+    """
+    from lumu_cli.live import StatusView
+
+    consumer, tracker = _consume(
+        bootstrap, topic, settings, timeout, group, from_beginning, exit_at_end
+    )
+    stats, code = _run(
+        consumer, tracker, serve, lambda: StatusView(lambda: tracker.stats, topic=topic)
+    )
+    _summary(stats.summary())
+    raise typer.Exit(code or (ExitCode.BAD_INPUT if stats.invalid_total else ExitCode.OK))
+
+
+@app.command()
+@reported
+def serve(
+    address: Annotated[
+        str,
+        typer.Argument(
+            metavar="[HOST]:PORT", help="Where to listen, e.g. :8000 or 127.0.0.1:8000."
+        ),
+    ],
+    group: Group = "lumu-serve",
+    from_beginning: FromBeginning = False,
+    bootstrap: Bootstrap = "localhost:9092",
+    topic: Topic = "device-events",
+    settings: Settings = None,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Serve the unique-IP count over HTTP: the daemon form of track.
+
+    GET /count gives {"unique_ips", "messages", "invalid", "updated_at"}; /healthz is 200 while
+    a broker answers and 503 while none does; /metrics is Prometheus text (lumu_unique_ips,
+    lumu_messages_total, lumu_invalid_messages_total{reason}). A status line goes to stderr every
+    minute. SIGTERM or Ctrl-C stops it cleanly.
+    """
+    from lumu_cli.live import StatusView
+
+    consumer, tracker = _consume(bootstrap, topic, settings, timeout, group, from_beginning, False)
+    _, code = _run(
+        consumer, tracker, address, lambda: StatusView(lambda: tracker.stats, plain=True, every=60)
+    )
+    raise typer.Exit(code)

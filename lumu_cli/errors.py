@@ -40,6 +40,18 @@ class InputError(LumuError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class BrokerError(LumuError):
+    """Kafka is unreachable within the timeout, or refused what was asked (missing topic...)."""
+
+    exit_code = ExitCode.BROKER
+
+
+class DeliveryError(LumuError):
+    """Some produced records were not delivered (their count and the first reason)."""
+
+    exit_code = ExitCode.BROKER
+
+
 class UsageError(LumuError):
     """A bad option or argument, detected after Typer's own checks."""
 

@@ -1,0 +1,165 @@
+"""What `track` shows on stderr: a Rich live view on a terminal, a plain status line otherwise.
+
+`render` is a pure function of a stats snapshot; `StatusView` runs it about four times a second
+from Rich's own refresh thread, so drawing never slows the consume loop.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+import rich.progress
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from lumu_cli.produce import Progress
+from lumu_cli.tracker import Stats
+
+__all__ = ["ProduceProgress", "StatusView", "render", "status_line"]
+
+# Digits three rows high, so the count reads from across the room.
+_BIG = {
+    "0": ("█▀█", "█ █", "▀▀▀"), "1": ("▄█ ", " █ ", "▀▀▀"), "2": ("▀▀█", "█▀▀", "▀▀▀"),
+    "3": ("▀▀█", " ▀█", "▀▀▀"), "4": ("█ █", "▀▀█", "  ▀"), "5": ("█▀▀", "▀▀█", "▀▀▀"),
+    "6": ("█▀▀", "█▀█", "▀▀▀"), "7": ("▀▀█", "  █", "  ▀"), "8": ("█▀█", "█▀█", "▀▀▀"),
+    "9": ("█▀█", "▀▀█", "▀▀▀"), ",": ("  ", "  ", "▄▀"),
+}  # fmt: skip
+
+
+def big_number(value: int) -> Text:
+    """`value` with thousands separators, in three-row block digits."""
+    chars = f"{value:,}"
+    rows = (" ".join(_BIG[char][row] for char in chars) for row in range(3))
+    return Text("\n".join(rows), style="bold green")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def render(stats: Stats, topic: str = "") -> RenderableType:
+    """The live view of one snapshot."""
+    totals = Table.grid(padding=(0, 2))
+    totals.add_row("messages", f"{stats.messages:,}")
+    totals.add_row("messages/s", f"{stats.rate:,.0f}")
+    totals.add_row("invalid", f"{stats.invalid_total:,}")
+    for reason, count in stats.invalid.items():
+        totals.add_row(f"  {reason}", f"{count:,}", style="yellow")
+    totals.add_row("uptime", _duration(stats.elapsed))
+    if not stats.healthy:
+        totals.add_row("broker", Text("unreachable, retrying", style="bold red"))
+    partitions = Table("partition", "offset", "lag", box=None, header_style="bold")
+    for info in stats.partitions:
+        position = "-" if info.position is None else f"{info.position:,}"
+        lag = "-" if info.lag is None else f"{info.lag:,}"
+        partitions.add_row(str(info.partition), position, lag)
+    body = Group(
+        Text("unique device IPs"), big_number(stats.unique_ips), "", totals, "", partitions
+    )
+    return Panel(body, title=f"lumu track {topic}".strip(), expand=False)
+
+
+def status_line(stats: Stats) -> str:
+    """The plain form of the view, for a stderr that is not a terminal."""
+    lag = sum(info.lag or 0 for info in stats.partitions)
+    broker = "" if stats.healthy else ", broker unreachable"
+    return (
+        f"lumu: {stats.unique_ips:,} unique IPs, {stats.messages:,} messages "
+        f"({stats.rate:,.0f}/s), {stats.invalid_total:,} invalid, lag {lag:,}{broker}"
+    )
+
+
+class StatusView:
+    """Shows `stats()` on stderr while open: live on a terminal, a line every `every` s if not."""
+
+    def __init__(
+        self,
+        stats: Callable[[], Stats],
+        *,
+        topic: str = "",
+        every: float = 5.0,
+        plain: bool = False,
+    ) -> None:
+        self.stats = stats
+        self.topic = topic
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._live: Live | None = None
+        self.console = Console(stderr=True)
+        self.plain = plain or not self.console.is_terminal
+
+    def __enter__(self) -> StatusView:
+        if not self.plain:
+            self._live = Live(
+                get_renderable=lambda: render(self.stats(), self.topic),
+                console=self.console,
+                refresh_per_second=4,
+                transient=False,
+            )
+            self._live.start()
+        else:
+            self._thread = threading.Thread(target=self._lines, daemon=True)
+            self._thread.start()
+        return self
+
+    def _lines(self) -> None:
+        while not self._stop.wait(self.every):
+            sys.stderr.write(status_line(self.stats()) + "\n")
+            sys.stderr.flush()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._live is not None:
+            self._live.stop()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class ProduceProgress:
+    """`produce`'s progress on stderr: a Rich bar on a terminal, a line every `every` s if not."""
+
+    def __init__(self, count: int | None, duration: float | None, every: float = 5.0) -> None:
+        self.count = count
+        self.duration = duration
+        self.every = every
+        self.console = Console(stderr=True)
+        self._last = 0.0
+        self._bar: rich.progress.Progress | None = None
+
+    def __enter__(self) -> ProduceProgress:
+        if self.console.is_terminal:
+            from rich import progress as bars
+
+            columns = [bars.TextColumn("producing"), bars.BarColumn(), bars.TaskProgressColumn()]
+            columns += [bars.MofNCompleteColumn(), bars.TextColumn("{task.fields[info]}")]
+            self._bar = bars.Progress(*columns, console=self.console, transient=False)
+            self._task = self._bar.add_task("produce", total=self.count or self.duration, info="")
+            self._bar.start()
+        return self
+
+    def update(self, progress: Progress) -> None:
+        """Show how far the run has got (called after each chunk; cheap)."""
+        rate = progress.sent / progress.elapsed if progress.elapsed else 0.0
+        info = f"{rate:,.0f}/s, {progress.delivered:,} delivered, {progress.failed:,} failed"
+        if self._bar is not None:
+            done = progress.sent if self.count is not None else progress.elapsed
+            self._bar.update(self._task, completed=done, info=info)
+        elif progress.elapsed - self._last >= self.every:
+            self._last = progress.elapsed
+            sys.stderr.write(f"lumu: {progress.sent:,} sent, {info}\n")
+            sys.stderr.flush()
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,203 @@
+"""The consume loop: batches of records -> checked events -> unique-IP sets -> a stats snapshot.
+
+The state is kept per partition (its unique IPs, messages, invalid counts and next offset), so it
+can be snapshotted and restored, and shared between trackers of one group, partition by partition.
+A record whose offset was already counted is skipped: a replay never counts twice.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import struct
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from lumu_cli.events import Checked, Reason, check_events
+from lumu_cli.kafka_io import PartitionInfo, Polled
+from lumu_cli.timestamps import format_timestamp
+from lumu_cli.uniques import UniqueIPs
+
+__all__ = ["PartitionTally", "Stats", "Tally", "Tracker"]
+
+BATCH = 20_000
+POLL_SECONDS = 0.1
+PUBLISH_SECONDS = 0.1
+RATE_WINDOW = 5.0
+
+
+@dataclass
+class PartitionTally:
+    """One partition's share of the count, and the offset it has been counted up to."""
+
+    ips: UniqueIPs = field(default_factory=UniqueIPs)
+    next_offset: int = 0
+    messages: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+
+    def to_bytes(self) -> bytes:
+        """A self-contained snapshot: a JSON header line, then the serialized set."""
+        header = {"next_offset": self.next_offset, "messages": self.messages}
+        head = json.dumps({**header, "invalid": dict(self.invalid)}).encode()
+        return struct.pack("<I", len(head)) + head + self.ips.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PartitionTally:
+        """The tally `to_bytes` wrote; ValueError if `data` is not one."""
+        (size,) = struct.unpack_from("<I", data)
+        head = json.loads(data[4 : 4 + size])
+        ips = UniqueIPs.from_bytes(data[4 + size :])
+        return cls(ips, head["next_offset"], head["messages"], Counter(head["invalid"]))
+
+
+class Tally:
+    """The exact count over every partition seen: unique IPs, messages, invalid by reason."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[int, PartitionTally] = {}
+        self.ips = UniqueIPs()
+        self.messages = 0
+        self.invalid: Counter[str] = Counter()
+
+    def count(
+        self, partition: int, offsets: Sequence[int], values: Sequence[bytes | None]
+    ) -> tuple[Checked, int]:
+        """Count the records not counted yet; their check and the index of the first one."""
+        part = self.partitions.setdefault(partition, PartitionTally())
+        skip = bisect.bisect_left(offsets, part.next_offset)
+        checked = check_events(values[skip:])
+        for ips in (part.ips, self.ips):
+            ips.add_v4(checked.v4)
+            ips.add_v6(checked.v6)
+        counted = len(offsets) - skip
+        part.messages += counted
+        self.messages += counted
+        part.invalid.update(checked.invalid)
+        self.invalid.update(checked.invalid)
+        if counted:
+            part.next_offset = offsets[-1] + 1
+        return checked, skip
+
+    def restore(self, partition: int, tally: PartitionTally) -> None:
+        """Take over a partition's snapshot (one not counted here yet)."""
+        self.partitions[partition] = tally
+        self.ips.update(tally.ips)
+        self.messages += tally.messages
+        self.invalid.update(tally.invalid)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A read-only snapshot of the count, for the live view, the HTTP endpoint and the summary."""
+
+    unique_ips: int
+    messages: int
+    invalid: dict[str, int]
+    rate: float
+    elapsed: float
+    updated_at: str
+    partitions: tuple[PartitionInfo, ...] = ()
+    healthy: bool = True
+
+    @property
+    def invalid_total(self) -> int:
+        return sum(self.invalid.values())
+
+    def summary(self) -> dict[str, object]:
+        """The one JSON line `track` prints at the end."""
+        return {
+            "unique_ips": self.unique_ips,
+            "messages": self.messages,
+            "invalid": self.invalid_total,
+            "invalid_by_reason": self.invalid,
+            "elapsed": round(self.elapsed, 3),
+        }
+
+
+class Source(Protocol):
+    """What the tracker needs of a consumer (kafka_io.Consumed is one)."""
+
+    assigned: set[int]
+    brokers_up: threading.Event
+
+    def poll(self, max_records: int, timeout: float) -> Polled: ...
+    def done(self, next_offsets: dict[int, int]) -> None: ...
+    def partitions(self) -> list[PartitionInfo]: ...
+
+
+InvalidReport = Callable[[int, int, Reason, bytes | None], None]
+
+
+class Tracker:
+    """Runs the consume loop until stopped (or, with exit_at_end, until every partition ends)."""
+
+    def __init__(
+        self, source: Source, *, exit_at_end: bool = False, on_invalid: InvalidReport | None = None
+    ) -> None:
+        self.source = source
+        self.exit_at_end = exit_at_end
+        self.on_invalid = on_invalid
+        self.tally = Tally()
+        self.stop = threading.Event()
+        self.errors: Counter[str] = Counter()
+        self._started = time.monotonic()
+        self._history: deque[tuple[float, int]] = deque([(self._started, 0)])
+        self._reported: set[Reason] = set()
+        self._at_end: set[int] = set()
+        self.stats = self._snapshot()
+
+    def run(self) -> Stats:
+        """Consume, count and publish `stats` until stopped; the final stats."""
+        published = 0.0
+        while not self.stop.is_set():
+            batch = self.source.poll(BATCH, POLL_SECONDS)
+            self._count(batch)
+            now = time.monotonic()
+            if now - published >= PUBLISH_SECONDS:
+                self.stats, published = self._snapshot(), now
+            if self.exit_at_end and self._reached_end():
+                break
+        self.stats = self._snapshot()
+        return self.stats
+
+    def _count(self, batch: Polled) -> None:
+        for partition, values in batch.values.items():
+            offsets = batch.offsets[partition]
+            checked, skip = self.tally.count(partition, offsets, values)
+            for reason, index in checked.examples.items():
+                if reason not in self._reported and self.on_invalid:
+                    self._reported.add(reason)
+                    self.on_invalid(partition, offsets[skip + index], reason, values[skip + index])
+        if batch.values:
+            self.source.done({p: self.tally.partitions[p].next_offset for p in batch.values})
+        for partition, at_end in batch.at_end.items():
+            (self._at_end.add if at_end else self._at_end.discard)(partition)
+        self.errors.update(batch.errors)
+
+    def _reached_end(self) -> bool:
+        assigned = self.source.assigned
+        return bool(assigned) and assigned <= self._at_end
+
+    def _snapshot(self) -> Stats:
+        now = time.monotonic()
+        tally = self.tally
+        self._history.append((now, tally.messages))
+        while now - self._history[0][0] > RATE_WINDOW:
+            self._history.popleft()
+        then, before = self._history[0]
+        rate = (tally.messages - before) / (now - then) if now > then else 0.0
+        return Stats(
+            unique_ips=len(tally.ips),
+            messages=tally.messages,
+            invalid=dict(sorted(tally.invalid.items())),
+            rate=rate,
+            elapsed=now - self._started,
+            updated_at=format_timestamp(datetime.now(UTC)),
+            partitions=tuple(self.source.partitions()),
+            healthy=self.source.brokers_up.is_set(),
+        )

@@ -1,0 +1,407 @@
+"""produce -> Kafka -> track / serve, against the real broker, each count checked independently.
+
+The reference count here reads the topic with its own plain consumer and applies the rules as the
+README states them, with the stdlib's json and ipaddress; only the timestamp rules come from
+lumu's definition (`parse_timestamp`), which tests/test_timestamps.py holds to the README.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from lumu_cli.errors import InvalidTimestamp
+from lumu_cli.timestamps import parse_timestamp
+
+LUMU = [sys.executable, "-m", "lumu_cli"]
+
+
+def lumu_env(bootstrap: str, topic: str) -> dict[str, str]:
+    """The environment for a lumu process aimed at the test broker and `topic`."""
+    return {**os.environ, "LUMU_BOOTSTRAP_SERVERS": bootstrap, "LUMU_TOPIC": topic}
+
+
+def lumu(bootstrap: str, topic: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LUMU, *args],
+        env=lumu_env(bootstrap, topic),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    out = done.stdout.splitlines()
+    assert len(out) == 1, (done.stdout, done.stderr)
+    result: dict[str, Any] = json.loads(out[0])
+    return result
+
+
+# ---------------------------------------------------------------- the independent reference
+
+
+def reference_reason(value: bytes | None) -> tuple[str, int | bytes | None]:
+    """(reason or "valid", canonical address) by the README's rules, written plainly."""
+    if not value:
+        return "empty", None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not_utf8", None
+    try:
+        obj = json.loads(text, parse_constant=lambda name: 1 / 0)  # NaN is not JSON
+    except (ValueError, ZeroDivisionError):
+        return "not_json", None
+    if not isinstance(obj, dict):
+        return "not_object", None
+    if obj.get("device_ip") is None:
+        return "missing_device_ip", None
+    if not isinstance(obj["device_ip"], str):  # ip_address() would take 167772161 as 10.0.0.1
+        return "bad_device_ip", None
+    try:
+        address = ipaddress.ip_address(obj["device_ip"])
+    except ValueError:
+        return "bad_device_ip", None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        return "bad_device_ip", None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    stamp = obj.get("timestamp")
+    if stamp is None:
+        return "missing_timestamp", None
+    if isinstance(stamp, bool) or not isinstance(stamp, str | int | float):
+        return "bad_timestamp", None
+    try:
+        parse_timestamp(stamp)
+    except InvalidTimestamp:
+        return "bad_timestamp", None
+    return "valid", address.packed
+
+
+@dataclass
+class Reference:
+    unique_ips: int
+    messages: int
+    invalid: dict[str, int]
+
+
+def read_all(bootstrap: str, topic: str) -> list[bytes | None]:
+    """Every record value of `topic`, read by a plain consumer up to the current ends."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "reference"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p))[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        values: list[bytes | None] = []
+        seen = Counter[int]()
+        deadline = time.monotonic() + 120
+        while any(seen[p] < end for p, end in ends.items()) and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 1.0):
+                assert message.error() is None, message.error()
+                seen[message.partition()] += 1  # type: ignore[index]
+                values.append(message.value())
+        assert sum(seen.values()) == sum(ends.values())
+        return values
+    finally:
+        consumer.close()
+
+
+def reference(bootstrap: str, topic: str) -> Reference:
+    results = [reference_reason(value) for value in read_all(bootstrap, topic)]
+    invalid = Counter(reason for reason, _ in results if reason != "valid")
+    unique = {address for reason, address in results if reason == "valid"}
+    return Reference(len(unique), len(results), dict(sorted(invalid.items())))
+
+
+def track_to_end(bootstrap: str, topic: str, *args: str) -> dict[str, Any]:
+    done = lumu(bootstrap, topic, "track", "--exit-at-end", *args)
+    assert done.returncode in (0, 1), done.stderr
+    result = summary(done)
+    assert done.returncode == (1 if result["invalid"] else 0)
+    return result
+
+
+# ---------------------------------------------------------------- produce -> track
+
+
+@pytest.fixture(scope="module")
+def seeded(bootstrap: str) -> tuple[str, dict[str, Any]]:
+    """A topic seeded by `lumu produce` with IPv6 and every kind of invalid record mixed in."""
+    topic = f"lumu-test-seeded-{time.time_ns()}"
+    done = lumu(
+        bootstrap, topic, "produce", "--rate", "0", "--count", "20000", "--ips", "3000",
+        "--ipv6-ratio", "0.3", "--invalid-ratio", "0.05", "--seed", "11", "--partitions", "3",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return topic, summary(done)
+
+
+def test_produce_summary_counts_every_record(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, produced = seeded
+    ref = reference(bootstrap, topic)
+    assert produced["sent"] == produced["delivered"] == ref.messages == 20000
+    assert produced["failed"] == 0
+    assert produced["distinct_ips"] == ref.unique_ips
+    assert produced["invalid"] == sum(ref.invalid.values())
+    assert produced["invalid_by_reason"] == ref.invalid
+    assert set(ref.invalid) >= {"not_json", "not_object", "missing_device_ip", "bad_device_ip"}
+    assert set(ref.invalid) >= {"bad_timestamp", "not_utf8"}
+
+
+def test_track_counts_exactly_the_distinct_valid_ips(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, _ = seeded
+    ref = reference(bootstrap, topic)
+    result = track_to_end(bootstrap, topic, "--from-beginning", "--group", "exact")
+    assert result["unique_ips"] == ref.unique_ips
+    assert result["messages"] == ref.messages
+    assert result["invalid"] == sum(ref.invalid.values())
+    assert result["invalid_by_reason"] == ref.invalid
+
+
+def test_first_invalid_record_of_each_reason_is_named_on_stderr(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, produced = seeded
+    done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "--group", "stderr")
+    assert done.returncode == 1
+    shown = re.findall(
+        r"^lumu: partition \d+ offset \d+: invalid record \((\w+)\): ", done.stderr, re.M
+    )
+    assert sorted(shown) == sorted(produced["invalid_by_reason"])
+    assert "Traceback" not in done.stderr
+
+
+def test_a_new_group_counts_the_same_and_a_group_resumes_after_its_commit(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, _ = seeded
+    first = track_to_end(bootstrap, topic, "--from-beginning", "--group", "g1")
+    second = track_to_end(bootstrap, topic, "--from-beginning", "--group", "g2")
+    assert first == {**second, "elapsed": first["elapsed"]}
+    # g1 committed what it counted: without --from-beginning it starts after it.
+    resumed = track_to_end(bootstrap, topic, "--group", "g1")
+    assert (resumed["messages"], resumed["unique_ips"]) == (0, 0)
+
+
+def test_hand_built_records_are_counted_by_construction(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures die with it
+    admin.create_topics([NewTopic(topic, 2)])[topic].result()
+    stamp = '"2021-12-03T16:15:30.235Z"'
+    valid = [  # 4 distinct addresses, each written two ways, on both partitions
+        ("10.0.0.1", "::ffff:10.0.0.1"),
+        ("2001:db8::1", "2001:0DB8:0000:0000:0000:0000:0000:0001"),
+        ("192.168.1.254", "192.168.1.254"),
+        ("fe80::1", "FE80::1"),
+    ]
+    records: list[tuple[int, bytes | None]] = []
+    for first, second in valid:
+        for partition, ip in ((0, first), (1, second)):
+            records.append(
+                (partition, b'{"timestamp": %s, "device_ip": "%s"}' % (stamp.encode(), ip.encode()))
+            )
+    invalid: dict[str, list[bytes | None]] = {
+        "empty": [None, b""],
+        "not_utf8": [b'{"device_ip": "10.9.9.9", "timestamp": 1700000000, "x": "\xff"}'],
+        "not_json": [b"{", b'{"device_ip": "10.9.9.9", "timestamp": NaN}', b"[" * 100_000],
+        "not_object": [b"null", b"[]", b'"10.9.9.9"', b"42"],
+        "missing_device_ip": [b'{"timestamp": 1700000000}', b'{"device_ip": null, "timestamp": 1}'],
+        "bad_device_ip": [
+            b'{"device_ip": "10.0.0.256", "timestamp": 1700000000}',
+            b'{"device_ip": ["10.0.0.1"], "timestamp": 1700000000}',
+            b'{"device_ip": "fe80::1%eth0", "timestamp": 1700000000}',
+            b'{"device_ip": "' + b"1" * 900_000 + b'", "timestamp": 1700000000}',
+        ],
+        "missing_timestamp": [b'{"device_ip": "10.9.9.9"}'],
+        "bad_timestamp": [
+            b'{"device_ip": "10.9.9.9", "timestamp": "2021-02-30T00:00:00Z"}',
+            b'{"device_ip": "10.9.9.9", "timestamp": true}',
+            b'{"device_ip": "10.9.9.9", "timestamp": -5}',
+            b'{"device_ip": "10.9.9.9", "timestamp": {"a": [[[[1]]]]}}',
+        ],
+    }
+    records += [(n % 2, value) for n, value in enumerate(v for vs in invalid.values() for v in vs)]
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
+    for partition, value in records:
+        producer.produce(topic, value, partition=partition)
+    assert producer.flush(30) == 0
+    result = track_to_end(bootstrap, topic, "--from-beginning")
+    assert result["unique_ips"] == len(valid)
+    assert result["messages"] == len(records)
+    assert result["invalid_by_reason"] == {
+        reason: len(vs) for reason, vs in sorted(invalid.items())
+    }
+
+
+# ---------------------------------------------------------------- HTTP: serve and track --serve
+
+
+@contextmanager
+def running(bootstrap: str, topic: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A lumu process that serves HTTP, and its base URL (read from its stderr)."""
+    process = subprocess.Popen(
+        [*LUMU, *args], env=lumu_env(bootstrap, topic), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"serving (http://\S+)/count", line)
+        assert match, line + process.stderr.read()
+        yield process, match[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def count_when(url: str, messages: int) -> dict[str, Any]:
+    """/count once it has counted `messages` records (bounded wait: the test fails, never hangs)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status, content_type, body = get(f"{url}/count")
+        assert (status, content_type) == (200, "application/json")
+        count: dict[str, Any] = json.loads(body)
+        if count["messages"] == messages:
+            return count
+        time.sleep(0.2)
+    raise AssertionError(f"/count never reached {messages} messages: {count}")
+
+
+def metrics(url: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, content_type, body = get(f"{url}/metrics")
+    assert status == 200
+    assert content_type.startswith("text/plain")
+    return {
+        sample.name + "".join(f"[{v}]" for v in sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def test_serve_answers_count_healthz_and_metrics(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, _ = seeded
+    ref = reference(bootstrap, topic)
+    with running(bootstrap, topic, "serve", "127.0.0.1:0", "--from-beginning") as (process, url):
+        count = count_when(url, ref.messages)
+        assert count["unique_ips"] == ref.unique_ips
+        assert count["invalid"] == sum(ref.invalid.values())
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(count["updated_at"]))
+        assert get(f"{url}/healthz")[:2] == (200, "application/json")
+        found = metrics(url)
+        assert found["lumu_unique_ips"] == ref.unique_ips
+        assert found["lumu_messages_total"] == ref.messages
+        for reason, n in ref.invalid.items():
+            assert found[f"lumu_invalid_messages_total[{reason}]"] == n
+        assert get(f"{url}/nope")[:2] == (404, "application/json")
+        request = urllib.request.Request(f"{url}/count", method="POST", data=b"")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+
+
+def test_track_serve_gives_the_same_numbers_and_ctrl_c_prints_the_summary(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, _ = seeded
+    ref = reference(bootstrap, topic)
+    args = ("track", "--serve", "127.0.0.1:0", "--from-beginning", "--group", "served")
+    with running(bootstrap, topic, *args) as (process, url):
+        count = count_when(url, ref.messages)
+        assert count["unique_ips"] == ref.unique_ips
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert json.loads(out)["unique_ips"] == ref.unique_ips
+        assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- produce details and failures
+
+
+def test_produce_exact_count_keys_and_message_format(bootstrap: str, topic: str) -> None:
+    done = lumu(
+        bootstrap, topic, "produce", "--count", "300", "--rate", "0", "--ips", "5", "--seed", "3"
+    )
+    assert done.returncode == 0, done.stderr
+    assert summary(done)["delivered"] == 300
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "format"})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    assert len(partitions) == 3  # created with the default --partitions
+    consumer.close()
+    values = read_all(bootstrap, topic)
+    assert len(values) == 300
+    for value in values:
+        assert value is not None
+        event = json.loads(value)
+        assert set(event) == {"timestamp", "device_ip", "error_code"}
+        assert 0 <= event["error_code"] <= 10
+    assert reference(bootstrap, topic).unique_ips == 5
+
+
+def test_produce_ctrl_c_flushes_and_prints_the_summary(bootstrap: str, topic: str) -> None:
+    process = subprocess.Popen(
+        [*LUMU, "produce", "--rate", "200"], env=lumu_env(bootstrap, topic),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    result = json.loads(out)
+    assert result["sent"] == result["delivered"] == len(read_all(bootstrap, topic)) > 0
+
+
+def test_track_of_a_missing_topic_is_a_broker_error(bootstrap: str, topic: str) -> None:
+    done = lumu(bootstrap, topic, "track", "-e")
+    assert done.returncode == 3
+    assert done.stderr.splitlines() == [f"lumu: topic {topic!r} does not exist on {bootstrap}"]
+
+
+@pytest.mark.parametrize(
+    "command", [["produce", "--count", "1"], ["track"], ["serve", "127.0.0.1:0"]], ids=str
+)
+def test_unreachable_broker_is_one_line_and_exit_3(command: list[str], topic: str) -> None:
+    done = lumu("127.0.0.1:1", topic, *command, "--timeout", "2")  # nothing listens on port 1
+    assert done.returncode == 3
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("lumu: cannot reach Kafka at 127.0.0.1:1 within 2 s")
+    assert done.stdout == ""
