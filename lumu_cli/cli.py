@@ -21,7 +21,6 @@ from lumu_cli.errors import (
     InvalidTimestamp,
     LumuError,
     UsageError,
-    shorten,
 )
 from lumu_cli.timestamps import AUTO_RULE, Unit, load_zone, normalize
 
@@ -371,6 +370,7 @@ def _consume(
     exit_at_end: bool,
 ) -> tuple[Consumed, Tracker]:
     """The consumer and tracker `track` and `serve` share."""
+    from lumu_cli.events import explain
     from lumu_cli.kafka_io import Consumed, client_config, require_topic
     from lumu_cli.tracker import Tracker
 
@@ -378,11 +378,8 @@ def _consume(
     require_topic(config, topic, timeout)
     consumer = Consumed(config, topic, group, from_beginning=from_beginning)
 
-    def report(partition: int, offset: int, reason: str, value: bytes | None) -> None:
-        fail(
-            f"partition {partition} offset {offset}: invalid record ({reason}): {shorten(value)}; "
-            f"further {reason} records are counted, not shown"
-        )
+    def report(partition: int, offset: int, _reason: str, value: bytes | None) -> None:
+        fail(f"partition {partition} offset {offset}: {explain(value)}")
 
     return consumer, Tracker(consumer, exit_at_end=exit_at_end, on_invalid=report)
 
@@ -439,10 +436,10 @@ def track(
 
     A record counts if it is a JSON object whose device_ip is an IPv4 or IPv6 address (compared
     in canonical form) and whose timestamp `lumu ts parse` accepts; the others are counted as
-    invalid, by reason, and the first of each reason is shown. The count shows live on a
-    terminal, as a status line otherwise. At the end (Ctrl-C, SIGTERM or --exit-at-end) one JSON
-    line is printed: unique_ips, messages, invalid, invalid_by_reason, elapsed. The exit status
-    is 1 if any record was invalid, 130 after Ctrl-C.
+    invalid, by reason, and the first of each reason is shown on stderr with its offset. The
+    count shows live on a terminal, as a status line otherwise. At the end (Ctrl-C, SIGTERM or
+    --exit-at-end) one JSON line is printed: unique_ips, messages, invalid, invalid_by_reason,
+    elapsed. The exit status is 1 if any record was invalid, 130 after Ctrl-C.
     """
     from lumu_cli.live import StatusView
 

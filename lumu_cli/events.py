@@ -18,11 +18,11 @@ from enum import StrEnum
 
 import orjson
 
-from lumu_cli.errors import InvalidTimestamp
+from lumu_cli.errors import InvalidTimestamp, shorten
 from lumu_cli.timestamps import format_timestamp, parse_timestamp
 from lumu_cli.tsstream import parse_block
 
-__all__ = ["Checked", "Reason", "Synth", "canonical_ip", "check_events"]
+__all__ = ["Checked", "Reason", "Synth", "canonical_ip", "check_events", "explain"]
 
 
 class Reason(StrEnum):
@@ -41,6 +41,7 @@ class Reason(StrEnum):
 IP = int | bytes  # IPv4 as its 32-bit integer, IPv6 as its 16 packed bytes
 _BAD = -1
 _CACHE_LIMIT = 1 << 18
+_CACHED_LENGTH = 64  # every spelling of an address is shorter; longer strings are not cached
 
 
 def canonical_ip(text: str) -> IP | None:
@@ -105,7 +106,9 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
             continue
         ip = cache.get(text, None) if type(text) is str else _BAD
         if ip is None:
-            ip = cache[text] = _or_bad(canonical_ip(text))
+            ip = _or_bad(canonical_ip(text))
+            if len(text) <= _CACHED_LENGTH:
+                cache[text] = ip
         if ip == _BAD:
             out._invalid(Reason.BAD_DEVICE_IP, index)
             continue
@@ -117,7 +120,7 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
         ):
             lines.append(stamp if type(stamp) is str else str(stamp))
             pending.append((index, ip))
-        elif _parses(stamp):
+        elif _parses(_exact(stamp, value)):
             _add(out, ip)
         else:
             out._invalid(Reason.BAD_TIMESTAMP, index)
@@ -129,6 +132,34 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
             else:
                 out._invalid(Reason.BAD_TIMESTAMP, index)
     return out
+
+
+def explain(value: bytes | None) -> str:
+    """Why one record is invalid, in words that name the offending value ("" if it is valid)."""
+    checked = check_events([value])
+    if not checked.invalid:
+        return ""
+    reason = next(iter(checked.invalid))
+    record = shorten(value, 60)
+    if reason in (Reason.EMPTY, Reason.NOT_UTF8):
+        return f"{reason}: {record}"
+    try:
+        obj = orjson.loads(value)  # type: ignore[arg-type]  # not empty
+    except orjson.JSONDecodeError as exc:
+        return f"{reason}: {exc.msg}: {record}"
+    if reason is Reason.NOT_OBJECT:
+        return f"{reason}: a JSON {type(obj).__name__}, not an object: {record}"
+    if reason is Reason.BAD_DEVICE_IP:
+        return f"{reason}: {shorten(obj['device_ip'], 60)} is not an IPv4 or IPv6 address"
+    if reason is Reason.BAD_TIMESTAMP:
+        stamp = obj["timestamp"]
+        if not isinstance(stamp, str | int | float):
+            return f"{reason}: {shorten(stamp, 60)} is not a string or number"
+        try:
+            parse_timestamp(stamp)
+        except InvalidTimestamp as exc:
+            return f"{reason}: {exc}"
+    return f"{reason}: {record}"
 
 
 def _add(out: Checked, ip: IP) -> None:
@@ -148,6 +179,13 @@ def _undecodable(value: bytes) -> Reason:
     except UnicodeDecodeError:
         return Reason.NOT_UTF8
     return Reason.NOT_JSON
+
+
+def _exact(stamp: object, value: bytes) -> object:
+    """orjson reads an integer beyond 64 bits as a float; the stdlib reads it exactly."""
+    if type(stamp) is float and abs(stamp) >= 2**63 and stamp.is_integer():
+        return json.loads(value)["timestamp"]
+    return stamp
 
 
 def _parses(stamp: object) -> bool:

@@ -6,8 +6,10 @@ and the consume loop never waits for a request.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -31,9 +33,17 @@ PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 def parse_address(text: str) -> tuple[str, int]:
     """`[HOST]:PORT` -> (host, port); an empty host means every interface, as `:8000` does."""
     host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"--serve {text!r}: expected [HOST]:PORT, e.g. :8000 or 127.0.0.1:8000")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if (
+        not sep
+        or not (port.isascii() and port.isdigit())
+        or int(port) > 65535
+        or (":" in host and not bracketed)  # an IPv6 host needs brackets: [::1]:8000
+    ):
+        example = "e.g. :8000, 127.0.0.1:8000 or [::1]:8000"
+        raise UsageError(f"--serve {text!r}: expected [HOST]:PORT, {example}")
     return host, int(port)
 
 
@@ -100,6 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET  # _send leaves the body out
 
     def _method_not_allowed(self) -> None:
+        self.close_connection = True  # its body, if any, is not read: it must not become a request
         self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed (use GET)")
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
@@ -113,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         if status == HTTPStatus.METHOD_NOT_ALLOWED:
             self.send_header("Allow", "GET, HEAD")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -128,13 +141,38 @@ class _Server(ThreadingHTTPServer):
     registry: CollectorRegistry
 
 
+class _Server6(_Server):
+    """IPv6, and IPv4 too on `::` where the system allows (as `python -m http.server` does)."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        with contextlib.suppress(OSError):
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def _listen(host: str, port: int) -> _Server:
+    """A server on host:port; an empty host is every interface, IPv6 and IPv4 if possible."""
+    if ":" in host:
+        return _Server6((host, port), _Handler)
+    if not host:
+        try:
+            return _Server6(("::", port), _Handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise
+        host = "0.0.0.0"  # no IPv6 here
+    return _Server((host, port), _Handler)
+
+
 class Endpoint:
     """The HTTP endpoint, served from a background thread until `close`."""
 
     def __init__(self, address: str, stats: Callable[[], Stats]) -> None:
         host, port = parse_address(address)
         try:
-            self._server = _Server((host or "0.0.0.0", port), _Handler)  # :8000 is every interface
+            self._server = _listen(host, port)
         except OSError as exc:
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise UsageError(f"--serve {address!r}: cannot listen: {reason}") from None

@@ -49,10 +49,14 @@ class PartitionTally:
     @classmethod
     def from_bytes(cls, data: bytes) -> PartitionTally:
         """The tally `to_bytes` wrote; ValueError if `data` is not one."""
-        (size,) = struct.unpack_from("<I", data)
-        head = json.loads(data[4 : 4 + size])
-        ips = UniqueIPs.from_bytes(data[4 + size :])
-        return cls(ips, head["next_offset"], head["messages"], Counter(head["invalid"]))
+        try:
+            (size,) = struct.unpack_from("<I", data)
+            head = json.loads(data[4 : 4 + size])
+            offset, messages, invalid = head["next_offset"], head["messages"], head["invalid"]
+            ips = UniqueIPs.from_bytes(data[4 + size :])
+            return cls(ips, int(offset), int(messages), Counter(dict(invalid)))
+        except (struct.error, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"not a lumu partition snapshot: {exc!r}") from None
 
 
 class Tally:

@@ -44,9 +44,7 @@ class UniqueIPs:
     def update(self, other: UniqueIPs) -> None:
         """Add every address of `other` (a union in place)."""
         self.v4 |= other.v4
-        other._merge()
-        self._pending.update(other._v6.tolist())
-        self._merge()
+        self._v6 = np.union1d(self.v6, other.v6)  # arrays, not bytes: those lose trailing zeros
 
     @property
     def v6(self) -> npt.NDArray[np.bytes_]:
@@ -78,8 +76,13 @@ class UniqueIPs:
         if magic != _MAGIC or len(body) != v4_size + 16 * v6_count:
             raise ValueError("not a lumu unique-IP set: bad header or length")
         ips = cls()
-        ips.v4 = BitMap.deserialize(bytes(body[:v4_size]))
+        try:
+            ips.v4 = BitMap.deserialize(bytes(body[:v4_size]))
+        except (ValueError, IndexError) as exc:
+            raise ValueError(f"not a lumu unique-IP set: bad IPv4 bitmap ({exc})") from None
         ips._v6 = np.frombuffer(body[v4_size:], _V6).copy()
+        if not np.all(ips._v6[1:] > ips._v6[:-1]):
+            raise ValueError("not a lumu unique-IP set: IPv6 addresses not sorted and distinct")
         return ips
 
     def memory_bytes(self) -> int:

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,32 +26,16 @@ from confluent_kafka.cimpl import NewTopic
 
 from lumu_cli.errors import InvalidTimestamp
 from lumu_cli.timestamps import parse_timestamp
-
-LUMU = [sys.executable, "-m", "lumu_cli"]
-
-
-def lumu_env(bootstrap: str, topic: str) -> dict[str, str]:
-    """The environment for a lumu process aimed at the test broker and `topic`."""
-    return {**os.environ, "LUMU_BOOTSTRAP_SERVERS": bootstrap, "LUMU_TOPIC": topic}
-
-
-def lumu(bootstrap: str, topic: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*LUMU, *args],
-        env=lumu_env(bootstrap, topic),
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-
-
-def summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    out = done.stdout.splitlines()
-    assert len(out) == 1, (done.stdout, done.stderr)
-    result: dict[str, Any] = json.loads(out[0])
-    return result
-
+from tests.integration.helpers import (
+    LUMU,
+    count_when,
+    get,
+    lumu,
+    lumu_env,
+    metrics,
+    running,
+    summary,
+)
 
 # ---------------------------------------------------------------- the independent reference
 
@@ -188,9 +168,7 @@ def test_first_invalid_record_of_each_reason_is_named_on_stderr(
     topic, produced = seeded
     done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "--group", "stderr")
     assert done.returncode == 1
-    shown = re.findall(
-        r"^lumu: partition \d+ offset \d+: invalid record \((\w+)\): ", done.stderr, re.M
-    )
+    shown = re.findall(r"^lumu: partition \d+ offset \d+: (\w+): ", done.stderr, re.M)
     assert sorted(shown) == sorted(produced["invalid_by_reason"])
     assert "Traceback" not in done.stderr
 
@@ -257,59 +235,6 @@ def test_hand_built_records_are_counted_by_construction(bootstrap: str, topic: s
 
 
 # ---------------------------------------------------------------- HTTP: serve and track --serve
-
-
-@contextmanager
-def running(bootstrap: str, topic: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """A lumu process that serves HTTP, and its base URL (read from its stderr)."""
-    process = subprocess.Popen(
-        [*LUMU, *args], env=lumu_env(bootstrap, topic), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        match = re.search(r"serving (http://\S+)/count", line)
-        assert match, line + process.stderr.read()
-        yield process, match[1]
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def get(url: str) -> tuple[int, str, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read().decode()
-
-
-def count_when(url: str, messages: int) -> dict[str, Any]:
-    """/count once it has counted `messages` records (bounded wait: the test fails, never hangs)."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        status, content_type, body = get(f"{url}/count")
-        assert (status, content_type) == (200, "application/json")
-        count: dict[str, Any] = json.loads(body)
-        if count["messages"] == messages:
-            return count
-        time.sleep(0.2)
-    raise AssertionError(f"/count never reached {messages} messages: {count}")
-
-
-def metrics(url: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    status, content_type, body = get(f"{url}/metrics")
-    assert status == 200
-    assert content_type.startswith("text/plain")
-    return {
-        sample.name + "".join(f"[{v}]" for v in sample.labels.values()): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
 
 
 def test_serve_answers_count_healthz_and_metrics(

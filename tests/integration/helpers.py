@@ -1,0 +1,93 @@
+"""Running lumu against the test broker and reading its answers, for the integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+LUMU = [sys.executable, "-m", "lumu_cli"]
+
+
+def lumu_env(bootstrap: str, topic: str) -> dict[str, str]:
+    """The environment for a lumu process aimed at the test broker and `topic`."""
+    return {**os.environ, "LUMU_BOOTSTRAP_SERVERS": bootstrap, "LUMU_TOPIC": topic}
+
+
+def lumu(bootstrap: str, topic: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LUMU, *args],
+        env=lumu_env(bootstrap, topic),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    out = done.stdout.splitlines()
+    assert len(out) == 1, (done.stdout, done.stderr)
+    result: dict[str, Any] = json.loads(out[0])
+    return result
+
+
+@contextmanager
+def running(bootstrap: str, topic: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A lumu process that serves HTTP, and its base URL (read from its stderr)."""
+    process = subprocess.Popen(
+        [*LUMU, *args], env=lumu_env(bootstrap, topic), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"serving (http://\S+)/count", line)
+        assert match, line + process.stderr.read()
+        yield process, match[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def count_when(url: str, messages: int) -> dict[str, Any]:
+    """/count once it has counted `messages` records (bounded wait: the test fails, never hangs)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status, content_type, body = get(f"{url}/count")
+        assert (status, content_type) == (200, "application/json")
+        count: dict[str, Any] = json.loads(body)
+        if count["messages"] == messages:
+            return count
+        time.sleep(0.2)
+    raise AssertionError(f"/count never reached {messages} messages: {count}")
+
+
+def metrics(url: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, content_type, body = get(f"{url}/metrics")
+    assert status == 200
+    assert content_type.startswith("text/plain")
+    return {
+        sample.name + "".join(f"[{v}]" for v in sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }

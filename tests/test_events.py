@@ -1,0 +1,539 @@
+"""Device events: which records count, which are invalid and why, and the synthetic generator.
+
+Expected outcomes are known by construction (a record built to be missing its timestamp) or
+computed here with the stdlib: `json` to decode, `ipaddress` to canonicalize, and
+`parse_timestamp` (the `lumu ts parse` definition, tested in test_timestamps.py) for timestamps.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lumu_cli import events
+from lumu_cli.errors import InvalidTimestamp
+from lumu_cli.events import Reason, Synth, canonical_ip, check_events
+from lumu_cli.timestamps import parse_timestamp
+
+GOOD_IP = "192.0.2.1"
+GOOD_TS = "2023-11-14T22:13:20.123Z"
+
+IP = int | bytes  # IPv4 as its integer, IPv6 as its 16 packed bytes
+
+
+# ---------------------------------------------------------------- helpers (independent of lumu)
+
+
+def record(**fields: object) -> bytes:
+    """A record value: the JSON object of `fields` (a field left out is absent)."""
+    return json.dumps(fields).encode()
+
+
+def good(**changes: object) -> bytes:
+    """A valid record with some fields changed."""
+    return record(**{"timestamp": GOOD_TS, "device_ip": GOOD_IP, "error_code": 3, **changes})
+
+
+def reference_ip(value: object) -> IP | None:
+    """The canonical address by the stdlib: IPv4-mapped IPv6 is IPv4; zones are not devices."""
+    if type(value) is not str or "%" in value:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        return address.packed if mapped is None else int(mapped)
+    return int(address)
+
+
+def reference_stamp_ok(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return False
+    try:
+        parse_timestamp(value)
+    except InvalidTimestamp:
+        return False
+    return True
+
+
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def reference(value: bytes | None) -> Reason | IP:
+    """What the rules say about one record: its reason, or its canonical address if it counts."""
+    if not value:
+        return Reason.EMPTY
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return Reason.NOT_UTF8
+    try:
+        obj = json.loads(text, parse_constant=_not_json)  # NaN and Infinity are not JSON
+    except ValueError:
+        return Reason.NOT_JSON
+    if not isinstance(obj, dict):
+        return Reason.NOT_OBJECT
+    if obj.get("device_ip") is None:
+        return Reason.MISSING_DEVICE_IP
+    ip = reference_ip(obj["device_ip"])
+    if ip is None:
+        return Reason.BAD_DEVICE_IP
+    if obj.get("timestamp") is None:
+        return Reason.MISSING_TIMESTAMP
+    if not reference_stamp_ok(obj["timestamp"]):
+        return Reason.BAD_TIMESTAMP
+    return ip
+
+
+def only_reason(value: bytes | None) -> Reason | None:
+    """The reason check_events gives one record, None if it counts (and it is counted once)."""
+    checked = check_events([value])
+    assert len(checked.v4) + len(checked.v6) + sum(checked.invalid.values()) == 1
+    if checked.invalid:
+        (reason,) = checked.invalid
+        return reason
+    return None
+
+
+def spellings(address: ipaddress.IPv6Address) -> list[str]:
+    return [str(address), address.exploded, str(address).upper(), address.exploded.upper()]
+
+
+# ---------------------------------------------------------------- every reason, by example
+
+INVALID = [
+    # value, reason
+    (None, Reason.EMPTY),
+    (b"", Reason.EMPTY),
+    (b"\xff\xfe{}", Reason.NOT_UTF8),
+    (b'{"device_ip": "192.0.2.1", "timestamp": 1700000000, "note": "caf\xe9"}', Reason.NOT_UTF8),
+    (b"\xc3\x28", Reason.NOT_UTF8),
+    (b"not json", Reason.NOT_JSON),
+    (b"   ", Reason.NOT_JSON),
+    (b'{"device_ip": "192.0.2.1"', Reason.NOT_JSON),
+    (b'{"device_ip": "192.0.2.1", "timestamp": 1700000000,}', Reason.NOT_JSON),
+    (b"[]", Reason.NOT_OBJECT),
+    (json.dumps([GOOD_TS, GOOD_IP]).encode(), Reason.NOT_OBJECT),
+    (b'"192.0.2.1"', Reason.NOT_OBJECT),
+    (b"1700000000", Reason.NOT_OBJECT),
+    (b"3.5", Reason.NOT_OBJECT),
+    (b"true", Reason.NOT_OBJECT),
+    (b"null", Reason.NOT_OBJECT),
+    (record(timestamp=GOOD_TS), Reason.MISSING_DEVICE_IP),
+    (record(timestamp=GOOD_TS, device_ip=None), Reason.MISSING_DEVICE_IP),
+    (record(), Reason.MISSING_DEVICE_IP),
+    (record(device_ip=GOOD_IP), Reason.MISSING_TIMESTAMP),
+    (record(device_ip=GOOD_IP, timestamp=None), Reason.MISSING_TIMESTAMP),
+]
+
+BAD_IPS: list[object] = [
+    int(ipaddress.IPv4Address(GOOD_IP)),
+    [GOOD_IP],
+    {"ip": GOOD_IP},
+    True,
+    "",
+    "256.1.1.1",
+    "1.2.3",
+    "1.2.3.4.5",
+    " 1.2.3.4",
+    "1.2.3.4 ",
+    "01.2.3.4",
+    "1.2.3.4/32",
+    "fe80::1%eth0",
+    "::ffff:1.2.3.4%eth0",
+    "2001:db8::g",
+    "2001:db8:::1",
+    "localhost",
+]
+
+BAD_STAMPS: list[object] = [
+    "2021-02-30T00:00:00Z",
+    "2021-13-01T00:00:00Z",
+    "yesterday",
+    "",
+    "1e5",
+    "-5",
+    -5,
+    True,
+    False,
+    {},
+    [],
+    [1700000000],
+    {"seconds": 1700000000},
+    "1" * 30,
+    10**30,
+]
+
+# One instant, 2023-11-14T22:13:20.123Z, written every way a device may write it.
+VALID_STAMPS: list[object] = [
+    "2023-11-14T22:13:20.123Z",
+    "2023-11-14T22:13:20.123",
+    "2023-11-14T22:13:20Z",
+    "2023-11-14T22:13:20",
+    "2023-11-14T22:13:20.123+00:00",
+    "2023-11-14T22:13:20+00:00",
+    "2023-11-14 22:13:20Z",
+    "1700000000",
+    "1700000000123",
+    1700000000,
+    1700000000123,
+    1700000000.5,
+    1700000000.123,
+    " 1700000000 ",
+    "2023-11-14T22:13:20Z\n",  # a line break inside a JSON string, trimmed as ts parse does
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), INVALID)
+def test_each_reason_is_reported_for_its_record(value: bytes | None, reason: Reason) -> None:
+    assert only_reason(value) == reason
+    assert reference(value) == reason  # the table agrees with the rules as written here
+
+
+@pytest.mark.parametrize("device_ip", BAD_IPS, ids=repr)
+def test_a_device_ip_that_is_not_an_address_is_bad(device_ip: object) -> None:
+    assert only_reason(good(device_ip=device_ip)) == Reason.BAD_DEVICE_IP
+
+
+@pytest.mark.parametrize("stamp", BAD_STAMPS, ids=repr)
+def test_a_timestamp_ts_parse_rejects_is_bad(stamp: object) -> None:
+    assert only_reason(good(timestamp=stamp)) == Reason.BAD_TIMESTAMP
+
+
+@pytest.mark.parametrize("stamp", VALID_STAMPS, ids=repr)
+def test_every_timestamp_form_counts(stamp: object) -> None:
+    checked = check_events([good(timestamp=stamp)])
+    assert checked.v4 == [int(ipaddress.IPv4Address(GOOD_IP))]
+    assert checked.v6 == []
+    assert not checked.invalid
+
+
+def test_every_timestamp_form_counts_in_one_batch() -> None:
+    """The block path and the one-by-one path together: each record still counts once."""
+    addresses = [ipaddress.IPv4Address("198.51.100.0") + i for i in range(len(VALID_STAMPS))]
+    values = [
+        good(timestamp=s, device_ip=str(a)) for s, a in zip(VALID_STAMPS, addresses, strict=True)
+    ]
+    checked = check_events(values)
+    assert sorted(checked.v4) == sorted(int(a) for a in addresses)
+    assert not checked.invalid
+
+
+@pytest.mark.parametrize(
+    ("device_ip", "timestamp", "reason"),
+    [
+        ("256.1.1.1", "yesterday", Reason.BAD_DEVICE_IP),
+        ("256.1.1.1", None, Reason.BAD_DEVICE_IP),
+        (None, "yesterday", Reason.MISSING_DEVICE_IP),
+        (None, None, Reason.MISSING_DEVICE_IP),
+        (GOOD_IP, None, Reason.MISSING_TIMESTAMP),
+    ],
+)
+def test_the_first_failing_check_names_the_reason(
+    device_ip: object, timestamp: object, reason: Reason
+) -> None:
+    assert only_reason(record(device_ip=device_ip, timestamp=timestamp)) == reason
+
+
+def test_counts_and_first_examples_over_a_batch() -> None:
+    values: list[bytes | None] = [
+        good(timestamp="yesterday"),  # 0: bad timestamp, found by the block parser
+        good(),  # 1
+        None,  # 2
+        b"[1]",  # 3
+        good(timestamp=True),  # 4: bad timestamp, found one by one
+        good(device_ip="1.2.3"),  # 5
+        None,  # 6
+        good(timestamp="2021-02-30T00:00:00Z"),  # 7
+        good(device_ip="2001:db8::1"),  # 8
+    ]
+    checked = check_events(values)
+    assert checked.invalid == Counter(
+        {
+            Reason.BAD_TIMESTAMP: 3,
+            Reason.EMPTY: 2,
+            Reason.NOT_OBJECT: 1,
+            Reason.BAD_DEVICE_IP: 1,
+        }
+    )
+    assert checked.examples == {
+        Reason.BAD_TIMESTAMP: 0,
+        Reason.EMPTY: 2,
+        Reason.NOT_OBJECT: 3,
+        Reason.BAD_DEVICE_IP: 5,
+    }
+    assert checked.v4 == [int(ipaddress.IPv4Address(GOOD_IP))]
+    assert checked.v6 == [ipaddress.IPv6Address("2001:db8::1").packed]
+
+
+def test_the_first_example_is_the_first_record_whichever_path_finds_it() -> None:
+    checked = check_events([good(timestamp=[]), good(timestamp="yesterday")])
+    assert checked.examples == {Reason.BAD_TIMESTAMP: 0}
+    assert checked.invalid == Counter({Reason.BAD_TIMESTAMP: 2})
+
+
+def test_an_empty_batch_counts_nothing() -> None:
+    checked = check_events([])
+    assert (checked.v4, checked.v6, checked.invalid, checked.examples) == ([], [], Counter(), {})
+
+
+# ---------------------------------------------------------------- canonical addresses
+
+
+def test_one_ipv6_address_written_several_ways_is_one_value() -> None:
+    address = ipaddress.IPv6Address("2001:db8:0:0:8:800:200c:417a")
+    written = [
+        *spellings(address),
+        "2001:0db8:0000:0000:0008:0800:200C:417A",
+        "2001:db8::8:800:200c:417a",
+    ]
+    checked = check_events([good(device_ip=w) for w in written])
+    assert checked.v6 == [address.packed] * len(written)
+    assert checked.v4 == []
+
+
+def test_an_ipv4_address_and_its_ipv4_mapped_form_are_one_value() -> None:
+    address = ipaddress.IPv4Address("203.0.113.7")
+    written = [str(address), f"::ffff:{address}", f"::FFFF:{address}", "::ffff:cb00:7107"]
+    checked = check_events([good(device_ip=w) for w in written])
+    assert checked.v4 == [int(address)] * len(written)
+    assert checked.v6 == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.0.1",
+        "::",
+        "::1",
+        "2001:db8::",
+        "FE80::1",
+        "::ffff:1.2.3.4",
+    ],
+)
+def test_canonical_ip_agrees_with_the_stdlib(text: str) -> None:
+    assert canonical_ip(text) == reference_ip(text)
+
+
+@pytest.mark.parametrize("text", ["fe80::1%eth0", "fe80::1%1", "1.2.3", "01.2.3.4", "", " ::1"])
+def test_canonical_ip_rejects_non_addresses_and_zones(text: str) -> None:
+    assert canonical_ip(text) is None
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+def test_a_one_megabyte_record_is_checked_without_crashing() -> None:
+    mb = 1 << 20
+    values: list[bytes | None] = [
+        good(padding="x" * mb),
+        good(device_ip="1" * mb),
+        good(timestamp="1" * mb),
+        good(timestamp=" " * mb + GOOD_TS),  # surrounding whitespace is trimmed, as ts parse does
+        b"[" * mb,
+        b"\xff" * mb,
+    ]
+    checked = check_events(values)
+    ip = int(ipaddress.IPv4Address(GOOD_IP))
+    assert checked.v4 == [ip, ip]
+    assert checked.invalid == Counter(
+        {
+            Reason.BAD_DEVICE_IP: 1,
+            Reason.BAD_TIMESTAMP: 1,
+            Reason.NOT_JSON: 1,
+            Reason.NOT_UTF8: 1,
+        }
+    )
+
+
+@pytest.mark.parametrize("depth", [10, 100, 100_000])
+def test_deeply_nested_values_do_not_crash(depth: int) -> None:
+    nested = b'{"device_ip": "192.0.2.1", "timestamp": 1700000000, "x": %s}' % (
+        b"[" * depth + b"]" * depth
+    )
+    checked = check_events([nested, b"{" * depth, good()])
+    assert len(checked.v4) + len(checked.v6) + sum(checked.invalid.values()) == 3
+    assert int(ipaddress.IPv4Address(GOOD_IP)) in checked.v4  # the good record still counts
+    assert checked.invalid[Reason.NOT_JSON] >= 1  # the unclosed braces
+
+
+def test_a_json_integer_timestamp_beyond_64_bits_is_read_exactly() -> None:
+    stamp = 99_999_999_999_999_999_999
+    assert reference_stamp_ok(stamp)  # ts parse reads it (nanoseconds, in the year 5138)
+    assert only_reason(good(timestamp=stamp)) is None
+
+
+# ---------------------------------------------------------------- properties
+
+JSON_FRAGMENTS = st.sampled_from(
+    [b"{", b"}", b"[", b"]", b":", b",", b'"', b"\\", b"null", b"true", b"\xff", b"\n", b" ",
+     b'"device_ip"', b'"timestamp"', b'"192.0.2.1"', b'"::1"', b"1700000000", b'"2023-11-14"']
+)  # fmt: skip
+ANY_VALUE = st.one_of(
+    st.none(), st.binary(max_size=40), st.lists(JSON_FRAGMENTS, max_size=12).map(b"".join)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ANY_VALUE, max_size=30))
+def test_any_bytes_are_counted_exactly_once(values: list[bytes | None]) -> None:
+    checked = check_events(values)
+    assert len(checked.v4) + len(checked.v6) + sum(checked.invalid.values()) == len(values)
+    assert set(checked.examples) == set(checked.invalid)
+    for reason, index in checked.examples.items():
+        assert 0 <= index < len(values)
+        assert reference(values[index]) == reason
+
+
+def _v6_spelling(number: int, form: int) -> str:
+    return spellings(ipaddress.IPv6Address(number))[form]
+
+
+def _stamp_forms(instant: datetime) -> list[object]:
+    iso = instant.strftime("%Y-%m-%dT%H:%M:%S")
+    ms = instant.microsecond // 1000
+    seconds = int(instant.timestamp())
+    millis = seconds * 1000 + ms
+    return [
+        f"{iso}.{ms:03d}Z", f"{iso}.{ms:03d}", f"{iso}Z", iso, f"{iso}+00:00",
+        str(seconds), str(millis), seconds, millis, seconds + 0.5,
+    ]  # fmt: skip
+
+
+ADDRESSES = st.one_of(
+    st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+    st.integers(0, 2**32 - 1).map(lambda n: f"::ffff:{ipaddress.IPv4Address(n)}"),
+    st.builds(_v6_spelling, st.integers(0, 2**128 - 1), st.integers(0, 3)),
+)
+DEVICE_IPS = st.one_of(
+    ADDRESSES,
+    st.sampled_from(BAD_IPS),
+    st.text(max_size=20),
+    st.integers(-(2**63), 2**64 - 1),
+    st.booleans(),
+    st.none(),
+)
+INSTANTS = st.datetimes(datetime(1974, 1, 1), datetime(4999, 12, 31), timezones=st.just(UTC))
+STAMPS = st.one_of(
+    INSTANTS.flatmap(lambda instant: st.sampled_from(_stamp_forms(instant))),
+    st.sampled_from(BAD_STAMPS),
+    st.text(max_size=30),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+)
+OBJECTS = st.fixed_dictionaries(
+    {}, optional={"device_ip": DEVICE_IPS, "timestamp": STAMPS, "error_code": st.integers(0, 10)}
+).map(lambda obj: json.dumps(obj).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(OBJECTS, ANY_VALUE), max_size=25))
+def test_check_events_agrees_with_the_rules_record_by_record(values: list[bytes | None]) -> None:
+    expected = [reference(value) for value in values]
+    reasons = [e for e in expected if isinstance(e, Reason)]
+    first: dict[Reason, int] = {}
+    for index, outcome in enumerate(expected):
+        if isinstance(outcome, Reason):
+            first.setdefault(outcome, index)
+    checked = check_events(values)
+    assert Counter(checked.v4) == Counter(e for e in expected if type(e) is int)
+    assert Counter(checked.v6) == Counter(e for e in expected if type(e) is bytes)
+    assert checked.invalid == Counter(reasons)
+    assert checked.examples == first
+
+
+# ---------------------------------------------------------------- Synth
+
+
+def synth_records(
+    seed: int, count: int = 500, *, ipv6_ratio: float = 0.0, invalid_ratio: float = 0.0
+) -> list[tuple[bytes, bytes]]:
+    synth = Synth(200, ipv6_ratio=ipv6_ratio, invalid_ratio=invalid_ratio, seed=seed)
+    return synth.records(count)
+
+
+def test_the_same_seed_makes_the_same_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "time", SimpleNamespace(time=lambda: 1_700_000_000.123))
+    first = synth_records(7, ipv6_ratio=0.3, invalid_ratio=0.2)
+    assert synth_records(7, ipv6_ratio=0.3, invalid_ratio=0.2) == first
+    assert synth_records(8, ipv6_ratio=0.3, invalid_ratio=0.2) != first
+
+
+def test_the_same_seed_makes_the_same_addresses_at_any_time() -> None:
+    """Only the timestamps follow the clock; addresses and the invalid mix follow the seed."""
+    one, two = synth_records(11, invalid_ratio=0.2), synth_records(11, invalid_ratio=0.2)
+    assert [key for key, _ in one] == [key for key, _ in two]
+    assert [reference(v) for _, v in one] == [reference(v) for _, v in two]
+
+
+def _outcomes(records: Sequence[tuple[bytes, bytes]]) -> list[Reason | IP]:
+    return [reference(value) for _, value in records]
+
+
+@pytest.mark.parametrize("ipv6_ratio", [0.0, 0.25, 1.0])
+def test_distinct_ips_is_the_number_of_distinct_valid_addresses(ipv6_ratio: float) -> None:
+    synth = Synth(300, ipv6_ratio=ipv6_ratio, invalid_ratio=0.1, seed=3)
+    outcomes = _outcomes(synth.records(400)) + _outcomes(synth.records(200))
+    valid = {o for o in outcomes if not isinstance(o, Reason)}
+    assert synth.distinct_ips == len(valid)
+    assert 0 < len(valid) < 300  # not every address used yet: the count is not just the pool
+
+
+def test_distinct_ips_reaches_the_pool_size_and_the_ipv6_share() -> None:
+    synth = Synth(40, ipv6_ratio=0.25, seed=5)
+    outcomes = _outcomes(synth.records(4000))  # all 40 addresses drawn: a miss has odds ~1e-42
+    valid = {o for o in outcomes if not isinstance(o, Reason)}
+    assert synth.distinct_ips == len(valid) == 40
+    assert sum(type(o) is bytes for o in valid) == 10
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_synth_invalid_counts_match_what_check_events_finds(seed: int) -> None:
+    synth = Synth(100, ipv6_ratio=0.5, invalid_ratio=0.5, seed=seed)
+    values: list[bytes | None] = [value for _, value in synth.records(2000)]
+    expected = Counter(o for o in map(reference, values) if isinstance(o, Reason))
+    assert synth.invalid == expected
+    assert check_events(values).invalid == expected
+    assert set(expected) == set(Reason) - {Reason.EMPTY}  # every kind it makes was made
+
+
+def test_ipv6_ratio_zero_makes_no_ipv6() -> None:
+    records = synth_records(9, 2000, ipv6_ratio=0.0)
+    checked = check_events([value for _, value in records])
+    assert checked.v6 == []
+    assert len(checked.v4) == 2000
+    assert all(type(reference_ip(key.decode())) is int for key, _ in records)
+
+
+def test_synth_writes_addresses_and_timestamps_in_every_form() -> None:
+    records = synth_records(4, 3000, ipv6_ratio=0.5)
+    objects = [json.loads(value) for _, value in records]
+    ips = [obj["device_ip"] for obj in objects]
+    assert any(ip.startswith("::ffff:") for ip in ips)  # IPv4-mapped
+    assert any(ip != ip.lower() for ip in ips)  # upper case IPv6
+    assert any(ip.count(":") == 7 and "::" not in ip for ip in ips)  # exploded IPv6
+    v6 = [ip for ip in ips if ":" in ip and not ip.startswith("::ffff:")]
+    assert any(ip == ip.lower() != ipaddress.IPv6Address(ip).exploded for ip in v6)  # compressed
+    stamps = [obj["timestamp"] for obj in objects]
+    assert any(type(s) is int for s in stamps)
+    assert any(type(s) is str and s.isdigit() for s in stamps)
+    assert any(type(s) is str and s.endswith("Z") for s in stamps)
+    assert any(type(s) is str and s.endswith("+00:00") for s in stamps)
+    assert all(reference_stamp_ok(s) for s in stamps)
+    for key, obj in zip([k for k, _ in records], objects, strict=True):  # the key is the device
+        assert reference_ip(key.decode()) == reference_ip(obj["device_ip"])

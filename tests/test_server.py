@@ -1,0 +1,305 @@
+"""The HTTP endpoint, served on 127.0.0.1 (an ephemeral port) over a fixed stats snapshot.
+
+Requests go through the stdlib's http.client; /metrics is read back with prometheus_client's
+own text parser, and every expected number is taken from the snapshot the test made.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lumu_cli.errors import UsageError
+from lumu_cli.kafka_io import PartitionInfo
+from lumu_cli.server import Endpoint, parse_address
+from lumu_cli.tracker import Stats
+
+STATS = Stats(
+    unique_ips=1234,
+    messages=98765,
+    invalid={"bad_timestamp": 7, "empty": 1, "not_json": 30},
+    rate=250.5,
+    elapsed=42.0,
+    updated_at="2024-09-18T14:14:10.124Z",
+    partitions=(PartitionInfo(0, 100, 130), PartitionInfo(1, None, 50), PartitionInfo(2, 9, 9)),
+    healthy=True,
+)
+
+
+class Snapshot:
+    """The stats callable the endpoint reads; a test may swap the snapshot it returns."""
+
+    def __init__(self) -> None:
+        self.stats = STATS
+
+    def __call__(self) -> Stats:
+        return self.stats
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Endpoint, Snapshot]]:
+    snapshot = Snapshot()
+    endpoint = Endpoint("127.0.0.1:0", snapshot)
+    yield endpoint, snapshot
+    endpoint.close()
+
+
+@pytest.fixture
+def snapshot(served: tuple[Endpoint, Snapshot]) -> Iterator[Snapshot]:
+    yield served[1]
+    served[1].stats = STATS
+
+
+@pytest.fixture
+def conn(served: tuple[Endpoint, Snapshot]) -> Iterator[http.client.HTTPConnection]:
+    url = urlsplit(served[0].url)
+    assert url.hostname is not None
+    assert url.port is not None
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    yield connection
+    connection.close()
+
+
+def fetch(
+    conn: http.client.HTTPConnection, path: str, method: str = "GET", body: bytes | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    conn.request(method, path, body=body)
+    response = conn.getresponse()
+    return response.status, response.headers, response.read()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text page: (name, labels) -> value."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+# ---------------------------------------------------------------- parse_address
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (":8000", ("", 8000)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("127.0.0.1:65535", ("127.0.0.1", 65535)),
+        ("localhost:8080", ("localhost", 8080)),
+        ("[::1]:8000", ("::1", 8000)),
+        ("[::]:9", ("::", 9)),
+    ],
+)
+def test_parse_address_accepts_host_and_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ":",
+        "8000",
+        "localhost",
+        "localhost:",
+        "localhost:http",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "127.0.0.1:+80",
+        "127.0.0.1: 80",
+        "127.0.0.1:80.0",
+        pytest.param(
+            ":\u00b2",
+            id="superscript-two",
+        ),
+        pytest.param(
+            "::1",
+            id="unbracketed-ipv6",
+        ),
+    ],
+)
+def test_parse_address_rejects_anything_else_with_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match=r"expected \[HOST\]:PORT"):
+        parse_address(text)
+
+
+# ---------------------------------------------------------------- Endpoint
+
+
+def test_the_url_names_the_port_actually_bound(served: tuple[Endpoint, Snapshot]) -> None:
+    url = urlsplit(served[0].url)
+    assert (url.scheme, url.hostname) == ("http", "127.0.0.1")
+    assert url.port is not None
+    assert url.port > 0
+
+
+def test_count_is_json_of_the_snapshot(conn: http.client.HTTPConnection) -> None:
+    status, headers, body = fetch(conn, "/count")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert int(headers["Content-Length"]) == len(body)
+    assert json.loads(body) == {
+        "unique_ips": 1234,
+        "messages": 98765,
+        "invalid": 7 + 1 + 30,
+        "updated_at": "2024-09-18T14:14:10.124Z",
+    }
+
+
+def test_count_follows_the_latest_snapshot(
+    conn: http.client.HTTPConnection, snapshot: Snapshot
+) -> None:
+    snapshot.stats = replace(STATS, unique_ips=5, messages=6, invalid={})
+    _, _, body = fetch(conn, "/count")
+    assert json.loads(body) == {
+        "unique_ips": 5,
+        "messages": 6,
+        "invalid": 0,
+        "updated_at": STATS.updated_at,
+    }
+
+
+def test_healthz_is_200_while_a_broker_answers(conn: http.client.HTTPConnection) -> None:
+    status, headers, body = fetch(conn, "/healthz")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"status": "ok"}
+
+
+def test_healthz_is_503_while_none_does(
+    conn: http.client.HTTPConnection, snapshot: Snapshot
+) -> None:
+    snapshot.stats = replace(STATS, healthy=False)
+    status, headers, body = fetch(conn, "/healthz")
+    assert status == 503
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"status": "broker unreachable"}
+
+
+def test_metrics_are_prometheus_text_with_the_snapshot_numbers(
+    conn: http.client.HTTPConnection,
+) -> None:
+    status, headers, body = fetch(conn, "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    values = samples(body.decode())
+    assert values[("lumu_unique_ips", frozenset())] == 1234
+    assert values[("lumu_messages_total", frozenset())] == 98765
+    invalid = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in values.items()
+        if name == "lumu_invalid_messages_total"
+    }
+    assert invalid == {"bad_timestamp": 7, "empty": 1, "not_json": 30}
+    lag = {
+        dict(labels)["partition"]: value
+        for (name, labels), value in values.items()
+        if name == "lumu_partition_lag"
+    }
+    assert lag == {"0": 130 - 100, "2": 0}  # partition 1 has no known position: no sample
+    assert values[("lumu_up", frozenset())] == 1
+
+
+def test_metrics_report_a_broker_outage(
+    conn: http.client.HTTPConnection, snapshot: Snapshot
+) -> None:
+    snapshot.stats = replace(STATS, healthy=False, invalid={}, partitions=())
+    _, _, body = fetch(conn, "/metrics")
+    values = samples(body.decode())
+    assert values[("lumu_up", frozenset())] == 0
+    assert not any(name == "lumu_invalid_messages_total" for name, _ in values)
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/count/", "/COUNT", "/metrics/x"])
+def test_an_unknown_path_is_a_json_404(conn: http.client.HTTPConnection, path: str) -> None:
+    status, headers, body = fetch(conn, path)
+    assert status == 404
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"error": f"no such path: {path} (try /count)"}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("path", ["/count", "/nope"])
+def test_other_methods_are_405_with_allow(
+    conn: http.client.HTTPConnection, method: str, path: str
+) -> None:
+    status, headers, body = fetch(conn, path, method)
+    assert status == 405
+    assert {m.strip() for m in headers["Allow"].split(",")} == {"GET", "HEAD"}
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"error": f"{method} is not allowed (use GET)"}
+
+
+@pytest.mark.parametrize("path", ["/count", "/healthz", "/metrics", "/nope"])
+def test_head_gives_the_headers_of_get_and_no_body(
+    conn: http.client.HTTPConnection, path: str
+) -> None:
+    get_status, get_headers, get_body = fetch(conn, path)
+    status, headers, body = fetch(conn, path, "HEAD")
+    assert status == get_status
+    assert headers["Content-Type"] == get_headers["Content-Type"]
+    assert int(headers["Content-Length"]) == len(get_body)
+    assert body == b""
+    assert fetch(conn, "/count")[0] == 200  # the connection is still in step
+
+
+@pytest.mark.parametrize(
+    ("path", "plain"),
+    [("/count?pretty=1", "/count"), ("/healthz?", "/healthz"), ("/nope?x=/count", "/nope")],
+)
+def test_a_query_string_is_ignored(conn: http.client.HTTPConnection, path: str, plain: str) -> None:
+    status, _, body = fetch(conn, path)
+    plain_status, _, plain_body = fetch(conn, plain)
+    assert (status, body) == (plain_status, plain_body)
+
+
+def test_metrics_ignore_a_query_string(conn: http.client.HTTPConnection) -> None:
+    status, _, body = fetch(conn, "/metrics?name[]=lumu_up")
+    assert status == 200
+    assert samples(body.decode())[("lumu_unique_ips", frozenset())] == 1234
+
+
+def test_one_connection_serves_many_requests(conn: http.client.HTTPConnection) -> None:
+    for path in ["/count", "/nope", "/healthz", "/metrics", "/count"]:
+        status, _, _ = fetch(conn, path)
+        assert status == (404 if path == "/nope" else 200)
+
+
+def test_a_refused_request_with_a_body_leaves_the_connection_usable(
+    conn: http.client.HTTPConnection,
+) -> None:
+    assert fetch(conn, "/count", "POST", body=b'{"reset": true}')[0] == 405
+    status, _, body = fetch(conn, "/count")
+    assert status == 200
+    assert json.loads(body)["unique_ips"] == 1234
+
+
+def test_a_port_in_use_is_a_usage_error(served: tuple[Endpoint, Snapshot]) -> None:
+    port = urlsplit(served[0].url).port
+    with pytest.raises(UsageError, match="address already in use"):
+        Endpoint(f"127.0.0.1:{port}", Snapshot())
+
+
+def test_a_bad_address_is_a_usage_error_before_listening() -> None:
+    with pytest.raises(UsageError, match=r"expected \[HOST\]:PORT"):
+        Endpoint("127.0.0.1", Snapshot())
+
+
+def test_close_stops_serving() -> None:
+    endpoint = Endpoint("127.0.0.1:0", Snapshot())
+    url = urlsplit(endpoint.url)
+    assert url.hostname is not None
+    assert url.port is not None
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    assert fetch(connection, "/healthz")[0] == 200
+    connection.close()
+    endpoint.close()
+    with pytest.raises(ConnectionRefusedError):
+        http.client.HTTPConnection(url.hostname, url.port, timeout=10).request("GET", "/count")

@@ -1,0 +1,217 @@
+"""The exact unique-IP set: checked against a plain Python set of the same addresses.
+
+IPv4 addresses are 32-bit integers and IPv6 addresses their 16 packed bytes, drawn at random or
+made with `ipaddress`; the reference is `set()`, so every expected count is computed here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import struct
+
+import pytest
+
+from lumu_cli.uniques import UniqueIPs
+
+MERGE_THRESHOLD = 1 << 16  # pending IPv6 addresses are merged into the sorted array from here
+
+# Addresses whose packed form ends in zero bytes: numpy's S16 strips trailing NULs when it reads.
+TRAILING_ZEROS = [
+    ipaddress.IPv6Address(text).packed
+    for text in ["::", "2001:db8::", "2001:db8:1::", "1::", "ff00::", "::100", "2001:db8::1:0"]
+]
+
+
+def random_v4(rng: random.Random, count: int) -> list[int]:
+    return [rng.getrandbits(32) for _ in range(count)]
+
+
+def random_v6(rng: random.Random, count: int) -> list[bytes]:
+    return [rng.getrandbits(128).to_bytes(16, "big") for _ in range(count)]
+
+
+def v6_members(ips: UniqueIPs) -> set[bytes]:
+    """The IPv6 addresses as full 16-byte values, read from the array's raw bytes."""
+    raw = ips.v6.tobytes()
+    return {raw[i : i + 16] for i in range(0, len(raw), 16)}
+
+
+def assert_same(ips: UniqueIPs, v4: set[int], v6: set[bytes], absent: list[int | bytes]) -> None:
+    assert len(ips) == len(v4) + len(v6)
+    assert all(address in ips for address in v4)
+    assert all(address in ips for address in v6)
+    members = v4 | v6
+    assert not any(address in ips for address in absent if address not in members)
+
+
+def test_an_empty_set() -> None:
+    ips = UniqueIPs()
+    assert len(ips) == 0
+    assert 0 not in ips
+    assert bytes(16) not in ips
+
+
+@pytest.mark.parametrize(("v4_count", "v6_count"), [(1, 0), (0, 1), (1000, 1000), (20_000, 5000)])
+def test_counts_exactly_against_a_python_set(v4_count: int, v6_count: int) -> None:
+    rng = random.Random(v4_count * 31 + v6_count)
+    v4 = random_v4(rng, v4_count)
+    v6 = random_v6(rng, v6_count)
+    v4 += v4[: v4_count // 3]  # repeats
+    v6 += v6[: v6_count // 3]
+    rng.shuffle(v4)
+    rng.shuffle(v6)
+    ips = UniqueIPs()
+    for start in range(0, max(len(v4), len(v6)), 777):  # in uneven batches
+        ips.add_v4(v4[start : start + 777])
+        ips.add_v6(v6[start : start + 777])
+    absent: list[int | bytes] = [*random_v4(rng, 200), *random_v6(rng, 200)]
+    assert_same(ips, set(v4), set(v6), absent)
+    assert v6_members(ips) == set(v6)
+
+
+def test_crossing_the_merge_threshold_keeps_every_address() -> None:
+    rng = random.Random(65536)
+    v6 = random_v6(rng, MERGE_THRESHOLD + 5000) + TRAILING_ZEROS
+    distinct = set(v6)
+    ips = UniqueIPs()
+    ips.add_v6(v6[:40_000])
+    ips.add_v6(v6[30_000:])  # overlaps the first batch, and crosses the threshold
+    ips.add_v6(v6[:1000])  # repeats, pending again after the merge
+    ips.add_v4(random_v4(rng, 10))
+    absent: list[int | bytes] = list(random_v6(rng, 500))
+    assert len(ips) == len(distinct) + 10
+    assert v6_members(ips) == distinct
+    assert all(address in ips for address in [*rng.sample(v6, 2000), *TRAILING_ZEROS])
+    assert not any(address in ips for address in absent if address not in distinct)
+
+
+def test_addresses_ending_in_zero_bytes_are_members_before_and_after_merging() -> None:
+    ips = UniqueIPs()
+    ips.add_v6(TRAILING_ZEROS)
+    assert all(address in ips for address in TRAILING_ZEROS)  # while pending
+    ips.add_v6(random_v6(random.Random(1), MERGE_THRESHOLD))  # forces a merge
+    assert all(address in ips for address in TRAILING_ZEROS)
+    assert len(ips) == MERGE_THRESHOLD + len(TRAILING_ZEROS)
+    assert v6_members(ips) >= set(TRAILING_ZEROS)
+
+
+def test_an_address_is_not_confused_with_its_zero_padded_prefix() -> None:
+    one = ipaddress.IPv6Address("2001:db8::1").packed
+    zero = ipaddress.IPv6Address("2001:db8::").packed
+    ips = UniqueIPs()
+    ips.add_v6([one] * 3)
+    ips.add_v6(random_v6(random.Random(2), MERGE_THRESHOLD))
+    assert one in ips
+    assert zero not in ips
+    ips.add_v6([zero])
+    assert zero in ips
+
+
+def test_ipv4_and_ipv6_are_separate_spaces() -> None:
+    ips = UniqueIPs()
+    ips.add_v4([1])
+    ips.add_v6([ipaddress.IPv6Address("::1").packed])
+    assert len(ips) == 2
+    assert 1 in ips
+    assert 2 not in ips
+    assert ipaddress.IPv6Address("::2").packed not in ips
+
+
+def test_update_is_a_union() -> None:
+    rng = random.Random(3)
+    v4a, v4b = random_v4(rng, 3000), random_v4(rng, 3000)
+    v6a, v6b = random_v6(rng, 3000), random_v6(rng, 3000)
+    v4b += v4a[:1000]  # overlap
+    # Shared addresses ending in a zero byte have their own test below; here only `b` has them.
+    v6b += [address for address in v6a[:1000] if address[-1]] + TRAILING_ZEROS
+    a, b = UniqueIPs(), UniqueIPs()
+    a.add_v4(v4a)
+    a.add_v6(v6a)
+    b.add_v4(v4b)
+    b.add_v6(v6b)
+    a.update(b)
+    assert_same(a, set(v4a) | set(v4b), set(v6a) | set(v6b), [])
+    assert_same(b, set(v4b), set(v6b), v4a[1000:] + v6a[1000:])  # the other set is unchanged
+    a.update(b)  # again: nothing new
+    assert len(a) == len(set(v4a) | set(v4b)) + len(set(v6a) | set(v6b))
+
+
+@pytest.mark.parametrize("text", ["2001:db8::100", "2001:db8::", "::"])
+def test_update_counts_a_shared_address_ending_in_zero_bytes_once(text: str) -> None:
+    address = ipaddress.IPv6Address(text).packed
+    a, b = UniqueIPs(), UniqueIPs()
+    a.add_v6([address])
+    b.add_v6([address])
+    a.update(b)
+    assert len(a) == 1
+
+
+def test_update_into_an_empty_set_copies_it() -> None:
+    rng = random.Random(4)
+    v4, v6 = random_v4(rng, 500), random_v6(rng, 500) + TRAILING_ZEROS
+    source = UniqueIPs()
+    source.add_v4(v4)
+    source.add_v6(v6)
+    copy = UniqueIPs()
+    copy.update(source)
+    assert_same(copy, set(v4), set(v6), [])
+    assert v6_members(copy) == set(v6)
+
+
+@pytest.mark.parametrize(("v4_count", "v6_count"), [(0, 0), (5, 0), (0, 5), (10_000, 3000)])
+def test_to_bytes_and_from_bytes_round_trip(v4_count: int, v6_count: int) -> None:
+    rng = random.Random(v4_count + v6_count)
+    v4 = random_v4(rng, v4_count)
+    v6 = random_v6(rng, v6_count) + (TRAILING_ZEROS if v6_count else [])
+    ips = UniqueIPs()
+    ips.add_v4(v4)
+    ips.add_v6(v6)  # still pending: to_bytes must include them
+    data = ips.to_bytes()
+    copy = UniqueIPs.from_bytes(data)
+    assert_same(copy, set(v4), set(v6), [*random_v4(rng, 50), *random_v6(rng, 50)])
+    assert v6_members(copy) == set(v6)
+    assert copy.to_bytes() == data
+    copy.add_v6(v6[:10])  # the copy is a working set
+    copy.add_v4([0])
+    assert len(copy) == len(set(v4) | {0}) + len(set(v6))
+
+
+def _valid() -> bytes:
+    ips = UniqueIPs()
+    ips.add_v4([1, 2, 3])
+    ips.add_v6([ipaddress.IPv6Address("2001:db8::1").packed])
+    return ips.to_bytes()
+
+
+GARBAGE = [
+    b"",
+    b"LUI1",
+    b"not a set at all, but long enough",
+    bytes(64),
+    b"XXXX" + _valid()[4:],  # wrong magic
+    _valid()[:-1],  # truncated
+    _valid() + b"\x00",  # trailing byte
+    _valid()[:12] + b"\xff" * (len(_valid()) - 12),  # right header, corrupt bitmap
+    random.Random(5).randbytes(200),
+]
+
+
+@pytest.mark.parametrize("data", GARBAGE, ids=range(len(GARBAGE)))
+def test_from_bytes_rejects_garbage_with_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError, match=r"deserialize|not a lumu unique-IP set"):
+        UniqueIPs.from_bytes(data)
+
+
+def test_from_bytes_rejects_an_empty_bitmap_with_value_error() -> None:
+    with pytest.raises(ValueError, match="not a lumu unique-IP set"):
+        UniqueIPs.from_bytes(b"LUI1" + struct.pack("<II", 0, 0))
+
+
+def test_from_bytes_rejects_an_ipv6_part_that_to_bytes_cannot_have_written() -> None:
+    valid = UniqueIPs().to_bytes()
+    address = ipaddress.IPv6Address("2001:db8::1").packed
+    v4_size = len(valid) - 12
+    data = b"LUI1" + struct.pack("<II", v4_size, 2) + valid[12:] + address * 2
+    with pytest.raises(ValueError, match="not a lumu unique-IP set"):
+        UniqueIPs.from_bytes(data)  # as it stands: a set of one address whose len() is 2
