@@ -217,8 +217,30 @@ class Consumed:
 
     def poll(self, max_records: int, timeout: float) -> Polled:
         """Up to `max_records` records, waiting at most `timeout` seconds for the first."""
+        messages = self._consumer.consume(max_records, timeout)
+        if any(message.error() is not None for message in messages):
+            return self._poll_slowly(messages)
         batch = Polled()
-        for message in self._consumer.consume(max_records, timeout):
+        if not messages:
+            return batch
+        self.brokers_up.set()
+        partitions = [message.partition() for message in messages]
+        values = [message.value() for message in messages]
+        offsets: list[int] = [message.offset() for message in messages]  # type: ignore[misc]
+        for partition in set(partitions):
+            if partitions.count(partition) < len(partitions):
+                rows = [row for row, p in enumerate(partitions) if p == partition]
+                batch.values[partition] = [values[row] for row in rows]  # type: ignore[index]
+                batch.offsets[partition] = [offsets[row] for row in rows]  # type: ignore[index]
+            else:
+                batch.values[partition], batch.offsets[partition] = values, offsets  # type: ignore[index]
+            batch.at_end[partition] = False  # type: ignore[index]
+        return batch
+
+    def _poll_slowly(self, messages: list[Message]) -> Polled:
+        """A batch with partition ends or errors among its records, taken in order."""
+        batch = Polled()
+        for message in messages:
             partition: int = message.partition()  # type: ignore[assignment]  # set on consumed records
             error = message.error()
             if error is None:

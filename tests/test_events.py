@@ -537,3 +537,29 @@ def test_synth_writes_addresses_and_timestamps_in_every_form() -> None:
     assert all(reference_stamp_ok(s) for s in stamps)
     for key, obj in zip([k for k, _ in records], objects, strict=True):  # the key is the device
         assert reference_ip(key.decode()) == reference_ip(obj["device_ip"])
+
+
+# ---------------------------------------------------------------- explain: the line track prints
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        (None, "empty: None"),
+        (b"\xff{", "not_utf8: b'\\xff{'"),
+        (b'{"a":', "not_json: unexpected end of data: b'{\"a\":'"),
+        (b"[1]", "not_object: a JSON list, not an object: b'[1]'"),
+        (b"{}", "missing_device_ip: b'{}'"),
+        (good(device_ip="300.1.1.1"), "bad_device_ip: '300.1.1.1' is not an IPv4 or IPv6 address"),
+        (good(device_ip=5), "bad_device_ip: 5 is not an IPv4 or IPv6 address"),
+        (b'{"device_ip": "1.1.1.1"}', 'missing_timestamp: b\'{"device_ip": "1.1.1.1"}\''),
+        (good(timestamp={}), "bad_timestamp: {} is not a string or number"),
+        (
+            good(timestamp="2021-02-30T00:00:00Z"),
+            "bad_timestamp: cannot parse '2021-02-30T00:00:00Z': day is out of range for month",
+        ),
+        (good(), ""),
+    ],
+)
+def test_explain_names_the_reason_and_the_offending_value(value: bytes | None, line: str) -> None:
+    assert events.explain(value) == line
