@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import compress
 
-import orjson
+import msgspec
 
 from lumu_cli.errors import InvalidTimestamp, shorten
 from lumu_cli.timestamps import format_timestamp, parse_timestamp
@@ -79,6 +79,14 @@ class Checked:
         self.examples[reason] = min(index, self.examples.get(reason, index))
 
 
+class _Event(msgspec.Struct, gc=False):
+    """The two fields that decide; other fields are skipped, not decoded."""
+
+    device_ip: object = None
+    timestamp: object = None
+
+
+_decode = msgspec.json.Decoder(_Event).decode
 _ip_cache: dict[str, IP] = {}
 
 
@@ -88,7 +96,7 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
     lines: list[str] = []  # timestamps to parse as one block, with their records' addresses
     ips: list[IP] = []
     rows: list[int] = []
-    cache = _ip_cache
+    cache, decode = _ip_cache, _decode
     if len(cache) > _CACHE_LIMIT:
         cache.clear()
     for index, value in enumerate(values):
@@ -96,26 +104,27 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
             out._invalid(Reason.EMPTY, index)
             continue
         try:
-            obj = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            out._invalid(_undecodable(value), index)
+            event = decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            out._invalid(_not_an_object(value), index)
             continue
-        if type(obj) is not dict:
-            out._invalid(Reason.NOT_OBJECT, index)
+        if not value.isascii() and not _is_utf8(value):  # skipped fields are not checked
+            out._invalid(Reason.NOT_UTF8, index)
             continue
-        text = obj.get("device_ip")
+        text = event.device_ip
         if text is None:
             out._invalid(Reason.MISSING_DEVICE_IP, index)
             continue
         ip = cache.get(text, None) if type(text) is str else _BAD
         if ip is None:
+            assert isinstance(text, str)
             ip = _or_bad(canonical_ip(text))
             if len(text) <= _CACHED_LENGTH:
                 cache[text] = ip
         if ip == _BAD:
             out._invalid(Reason.BAD_DEVICE_IP, index)
             continue
-        stamp = obj.get("timestamp")
+        stamp = event.timestamp
         if stamp is None:
             out._invalid(Reason.MISSING_TIMESTAMP, index)
         elif (type(stamp) is str and "\n" not in stamp and "\r" not in stamp) or (
@@ -124,7 +133,7 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
             lines.append(stamp if type(stamp) is str else str(stamp))
             ips.append(ip)
             rows.append(index)
-        elif _parses(_exact(stamp, value)):
+        elif _parses(stamp):
             _add(out, ip)
         else:
             out._invalid(Reason.BAD_TIMESTAMP, index)
@@ -150,9 +159,9 @@ def explain(value: bytes | None) -> str:
     if reason in (Reason.EMPTY, Reason.NOT_UTF8):
         return f"{reason}: {record}"
     try:
-        obj = orjson.loads(value)  # type: ignore[arg-type]  # not empty
-    except orjson.JSONDecodeError as exc:
-        return f"{reason}: {exc.msg}: {record}"
+        obj = msgspec.json.decode(value)  # type: ignore[arg-type]  # not empty
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        return f"{reason}: {exc}: {record}"
     if reason is Reason.NOT_OBJECT:
         return f"{reason}: a JSON {type(obj).__name__}, not an object: {record}"
     if reason is Reason.BAD_DEVICE_IP:
@@ -179,19 +188,23 @@ def _or_bad(ip: IP | None) -> IP:
     return _BAD if ip is None else ip
 
 
-def _undecodable(value: bytes) -> Reason:
+def _is_utf8(value: bytes) -> bool:
     try:
         value.decode()
     except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _not_an_object(value: bytes) -> Reason:
+    """Why a record that does not decode as an object does not: the first rule it breaks."""
+    if not _is_utf8(value):
         return Reason.NOT_UTF8
-    return Reason.NOT_JSON
-
-
-def _exact(stamp: object, value: bytes) -> object:
-    """orjson reads an integer beyond 64 bits as a float; the stdlib reads it exactly."""
-    if type(stamp) is float and abs(stamp) >= 2**63 and stamp.is_integer():
-        return json.loads(value)["timestamp"]
-    return stamp
+    try:
+        msgspec.json.decode(value)  # all of it: the typed decoder stops at the first wrong type
+    except (msgspec.DecodeError, RecursionError):
+        return Reason.NOT_JSON
+    return Reason.NOT_OBJECT
 
 
 def _parses(stamp: object) -> bool:

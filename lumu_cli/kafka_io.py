@@ -185,6 +185,9 @@ class Consumed:
                 "enable.partition.eof": True,
                 "statistics.interval.ms": 1000,
                 "fetch.max.bytes": 64 << 20,
+                # librdkafka pauses a partition's fetching for 1 s (the default) whenever its
+                # local queue is full; 10 ms keeps a consumer that keeps up from stalling
+                "fetch.queue.backoff.ms": 10,
                 "log_level": 0,
                 **config,
                 "error_cb": self._error,

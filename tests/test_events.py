@@ -547,7 +547,7 @@ def test_synth_writes_addresses_and_timestamps_in_every_form() -> None:
     [
         (None, "empty: None"),
         (b"\xff{", "not_utf8: b'\\xff{'"),
-        (b'{"a":', "not_json: unexpected end of data: b'{\"a\":'"),
+        (b'{"a":', "not_json: Input data was truncated: b'{\"a\":'"),
         (b"[1]", "not_object: a JSON list, not an object: b'[1]'"),
         (b"{}", "missing_device_ip: b'{}'"),
         (good(device_ip="300.1.1.1"), "bad_device_ip: '300.1.1.1' is not an IPv4 or IPv6 address"),

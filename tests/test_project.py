@@ -27,7 +27,7 @@ ALLOWED = {
     "confluent_kafka": {"kafka_io.py"},
     "numpy": {"tsstream.py", "uniques.py"},
     "pyroaring": {"uniques.py"},
-    "orjson": {"events.py"},
+    "msgspec": {"events.py"},
     "prometheus_client": {"server.py"},
 }
 
