@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = ROOT / "scripts" / "kafka-broker"
-TEST_PORT = os.environ.get("LUMU_TEST_KAFKA_PORT", "39092")
+# Below the ephemeral range (32768+), where a client socket could be holding the port.
+TEST_PORT = os.environ.get("LUMU_TEST_KAFKA_PORT", "29092")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,7 +16,8 @@ import pytest
 from tests.integration.conftest import BROKER
 from tests.integration.helpers import LUMU, count_when, get, lumu, lumu_env, running, summary
 
-PORT = os.environ.get("LUMU_TEST_KAFKA_PORT_2", "39096")
+# Below the ephemeral range (32768+), where a client socket could be holding the port.
+PORT = os.environ.get("LUMU_TEST_KAFKA_PORT_2", "29096")
 
 
 class Broker:

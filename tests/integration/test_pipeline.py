@@ -7,8 +7,11 @@ lumu's definition (`parse_timestamp`), which tests/test_timestamps.py holds to t
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
@@ -330,3 +333,28 @@ def test_unreachable_broker_is_one_line_and_exit_3(command: list[str], topic: st
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("lumu: cannot reach Kafka at 127.0.0.1:1 within 2 s")
     assert done.stdout == ""
+
+
+def test_track_on_a_terminal_draws_the_live_view(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, produced = seeded
+    parent, child = pty.openpty()
+    process = subprocess.Popen(
+        [*LUMU, "track", "-e", "--from-beginning", "--group", "tty"],
+        env={**lumu_env(bootstrap, topic), "COLUMNS": "100"},
+        stdout=subprocess.PIPE, stderr=child, text=True,
+    )  # fmt: skip
+    os.close(child)
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+        while chunk := os.read(parent, 65536):
+            drawn += chunk
+    os.close(parent)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 1  # the seeded topic holds invalid records
+    screen = drawn.decode()
+    assert "lumu track " + topic in screen
+    assert "unique device IPs" in screen
+    assert f"{produced['delivered']:,}" in screen  # the messages row of the last frame
+    assert json.loads(out)["unique_ips"] == produced["distinct_ips"]

@@ -1,0 +1,258 @@
+"""Shared helpers of the Kafka benchmarks (consume, produce, http; memory needs no broker).
+
+- `broker()`: a context manager yielding a bootstrap address. Unless LUMU_BENCH_BOOTSTRAP is set,
+  it starts a single-node Kafka with `scripts/kafka-broker start --port 29192` in a temporary
+  data dir (LUMU_KAFKA_DIR), and stops it and deletes the dir on the way out, also after an error,
+  Ctrl-C or SIGTERM (turned into KeyboardInterrupt so `finally` blocks run).
+- `lumu()`: runs a lumu command with a timeout, returns its wall time and its JSON summary line.
+- `preload()`: `lumu produce --rate 0 --count N` into a topic, as fast as it goes.
+- `spawned()`: a background process that is always terminated (SIGTERM, then SIGKILL).
+- `run_main()`: runs a script's main; Ctrl-C or SIGTERM end it with status 130, cleaned up.
+- `median`, `rotations`, `env_int`, `fresh_name`, `end_offsets`, `delete_topics`.
+
+Every subprocess call and wait loop has a timeout: a benchmark fails, it never hangs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LUMU = str(Path(sys.executable).with_name("lumu"))
+BROKER_SCRIPT = ROOT / "scripts" / "kafka-broker"
+BENCH_PORT = 29192  # below the ephemeral ports (32768+), where client sockets live
+BROKER_START_TIMEOUT = 150.0
+BROKER_STOP_TIMEOUT = 60.0
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer knob from the environment (underscores allowed: 1_000_000)."""
+    value = os.environ.get(name, "").strip()
+    return int(value.replace("_", "")) if value else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+def fresh_name(prefix: str) -> str:
+    """A topic or group name no earlier run used."""
+    return f"{prefix}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def rotations(items: Sequence[str], rounds: int) -> Iterator[tuple[int, list[str]]]:
+    """Round r runs the items rotated by r, so each takes each position once in len(items) rounds
+    (drift on a shared machine then hits all alike)."""
+    for r in range(rounds):
+        k = r % len(items)
+        yield r, [*items[k:], *items[:k]]
+
+
+def machine() -> str:
+    return f"machine: {os.cpu_count()} cores (shared), Python {sys.version.split()[0]}"
+
+
+def _sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a benchmark's main: Ctrl-C or SIGTERM end it with one line and status 130 (its
+    `finally` blocks, such as stopping the broker, have run by then)."""
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted; the broker and processes this run started are stopped", flush=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[str]:
+    """A bootstrap address: LUMU_BENCH_BOOTSTRAP, or a broker started here for the run."""
+    given = os.environ.get("LUMU_BENCH_BOOTSTRAP")
+    if given:
+        print(f"broker: {given} (LUMU_BENCH_BOOTSTRAP)", flush=True)
+        yield given
+        return
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    data = Path(tempfile.mkdtemp(prefix="lumu-bench-kafka-"))
+    env = {**os.environ, "LUMU_KAFKA_DIR": str(data)}
+    script = [str(BROKER_SCRIPT), "--port", str(BENCH_PORT)]
+    try:
+        began = time.perf_counter()
+        started = subprocess.run(
+            [*script[:1], "start", *script[1:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BROKER_START_TIMEOUT,
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"kafka-broker start failed:\n{started.stderr.strip()}")
+        address = started.stdout.strip().splitlines()[-1]
+        print(f"broker: {address}, started in {time.perf_counter() - began:.1f} s", flush=True)
+        yield address
+    finally:
+        try:
+            subprocess.run(
+                [*script[:1], "stop", *script[1:]],
+                env=env,
+                capture_output=True,
+                timeout=BROKER_STOP_TIMEOUT,
+            )
+        finally:
+            shutil.rmtree(data, ignore_errors=True)
+            signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class Run:
+    """A finished lumu command: wall time, exit status, its JSON summary and stderr."""
+
+    wall: float
+    returncode: int
+    summary: dict[str, Any]
+    stderr: str
+
+
+def lumu(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    ok: Sequence[int] = (0,),
+    prefix: Sequence[str] = (LUMU,),
+) -> Run:
+    """Run `lumu ARGS` to its end (at most `timeout` s); its summary is its last stdout line."""
+    began = time.perf_counter()
+    done = subprocess.run(
+        [*prefix, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    wall = time.perf_counter() - began
+    if done.returncode not in ok:
+        raise RuntimeError(
+            f"lumu {' '.join(args)} exited {done.returncode}:\n{done.stderr.strip()[-2000:]}"
+        )
+    return Run(wall, done.returncode, summary_of(done.stdout), done.stderr)
+
+
+def summary_of(stdout: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"no JSON summary in lumu's output: {stdout[-500:]!r}")
+    summary: dict[str, Any] = json.loads(lines[-1])
+    return summary
+
+
+def preload(
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *,
+    ips: int = 100_000,
+    ipv6_ratio: float = 0.1,
+    invalid_ratio: float = 0.01,
+    seed: int = 1,
+    timeout: float = 600.0,
+) -> Run:
+    """Fill `topic` (created with 3 partitions) with `count` records, as fast as lumu produces."""
+    args = [
+        "produce", "--rate", "0", "--count", str(count), "--ips", str(ips),
+        "--ipv6-ratio", str(ipv6_ratio), "--invalid-ratio", str(invalid_ratio),
+        "--seed", str(seed), "--partitions", "3", "-t", topic, "-b", bootstrap,
+    ]  # fmt: skip
+    return lumu(args, timeout=timeout)
+
+
+@contextlib.contextmanager
+def spawned(cmd: Sequence[str], **popen: Any) -> Iterator[subprocess.Popen[str]]:
+    """A background process, terminated on the way out however the block ends."""
+    proc = subprocess.Popen(list(cmd), text=True, stdin=subprocess.DEVNULL, **popen)
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[str], grace: float = 20.0) -> tuple[str, str]:
+    """SIGTERM, wait up to `grace` s, then SIGKILL; the rest of its stdout and stderr."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        out, err = proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+    return out or "", err or ""
+
+
+def wait_for(what: str, check: Any, timeout: float, every: float = 0.2) -> Any:
+    """Call `check()` until it returns something truthy; TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout:g} s")
+        time.sleep(every)
+
+
+def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """Each partition's high watermark (the offset the next record will get)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": fresh_name("bench-wm"), "log_level": 0}
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        ends = {}
+        for partition in sorted(meta.partitions):
+            tp = TopicPartition(topic, partition)
+            ends[partition] = consumer.get_watermark_offsets(tp, timeout=timeout)[1]
+        return ends
+    finally:
+        consumer.close()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = 3, timeout: float = 30.0) -> None:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin.create_topics([NewTopic(topic, partitions)])[topic].result(timeout=timeout)
+
+
+def delete_topics(bootstrap: str, topics: Sequence[str], timeout: float = 30.0) -> None:
+    """Delete topics (to keep the broker's disk small between runs); errors are ignored."""
+    from confluent_kafka.admin import AdminClient
+
+    if not topics:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    for future in admin.delete_topics(list(topics), operation_timeout=timeout).values():
+        with contextlib.suppress(Exception):
+            future.result(timeout=timeout)

@@ -1,0 +1,65 @@
+"""What `track` draws on stderr: the live view of a snapshot, and the plain status line."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from lumu_cli.kafka_io import PartitionInfo
+from lumu_cli.live import big_number, render, status_line
+from lumu_cli.tracker import Stats
+
+STATS = Stats(
+    unique_ips=1_234_567,
+    messages=2_000_000,
+    invalid={"bad_timestamp": 12, "not_json": 3},
+    rate=51_234.4,
+    elapsed=3725.0,
+    updated_at="2026-11-28T07:00:00.000Z",
+    partitions=(PartitionInfo(0, 700_000, 700_010), PartitionInfo(1, None, None)),
+    healthy=False,
+)
+
+
+def drawn(stats: Stats) -> str:
+    console = Console(width=100, record=True, color_system=None)
+    console.print(render(stats, "device-events"))
+    return console.export_text()
+
+
+def test_big_number_draws_each_digit_and_separator_in_three_rows() -> None:
+    rows = big_number(1_234_567).plain.split("\n")
+    assert len(rows) == 3
+    assert len({len(row) for row in rows}) == 1
+    assert big_number(8).plain == "█▀█\n█▀█\n▀▀▀"  # one digit, as drawn
+    assert big_number(1_000).plain.split("\n")[2].count("▄▀") == 1  # the thousands comma
+
+
+def test_live_view_shows_every_figure_of_the_snapshot() -> None:
+    text = drawn(STATS)
+    assert "lumu track device-events" in text
+    assert big_number(1_234_567).plain.split("\n")[0] in text
+    for label, value in [
+        ("messages", "2,000,000"),
+        ("messages/s", "51,234"),
+        ("invalid", "15"),
+        ("bad_timestamp", "12"),
+        ("not_json", "3"),
+        ("uptime", "1:02:05"),
+        ("broker", "unreachable, retrying"),
+    ]:
+        assert any(label in line and value in line for line in text.splitlines()), label
+    rows = [line.split() for line in text.splitlines()]
+    assert ["│", "0", "700,000", "10", "│"] in rows
+    assert ["│", "1", "-", "-", "│"] in rows
+
+
+def test_live_view_of_a_healthy_broker_does_not_warn() -> None:
+    healthy = Stats(1, 1, {}, 0.0, 1.0, "2026-11-28T07:00:00.000Z")
+    assert "unreachable" not in drawn(healthy)
+
+
+def test_status_line_is_one_plain_line() -> None:
+    assert status_line(STATS) == (
+        "lumu: 1,234,567 unique IPs, 2,000,000 messages (51,234/s), 15 invalid, lag 10, "
+        "broker unreachable"
+    )
