@@ -64,9 +64,15 @@ class Tally:
 
     def __init__(self) -> None:
         self.partitions: dict[int, PartitionTally] = {}
-        self.ips = UniqueIPs()
-        self.messages = 0
-        self.invalid: Counter[str] = Counter()
+        self.ips = UniqueIPs()  # the union of the partitions' sets, kept: a union costs a merge
+
+    @property
+    def messages(self) -> int:
+        return sum(part.messages for part in self.partitions.values())
+
+    @property
+    def invalid(self) -> Counter[str]:
+        return sum((part.invalid for part in self.partitions.values()), Counter())
 
     def count(
         self, partition: int, offsets: Sequence[int], values: Sequence[bytes | None]
@@ -80,9 +86,7 @@ class Tally:
             ips.add_v6(checked.v6)
         counted = len(offsets) - skip
         part.messages += counted
-        self.messages += counted
         part.invalid.update(checked.invalid)
-        self.invalid.update(checked.invalid)
         if counted:
             part.next_offset = offsets[-1] + 1
         return checked, skip
@@ -91,8 +95,6 @@ class Tally:
         """Take over a partition's snapshot (one not counted here yet)."""
         self.partitions[partition] = tally
         self.ips.update(tally.ips)
-        self.messages += tally.messages
-        self.invalid.update(tally.invalid)
 
 
 @dataclass(frozen=True)
