@@ -381,7 +381,10 @@ def _consume(
     def report(partition: int, offset: int, _reason: str, value: bytes | None) -> None:
         fail(f"partition {partition} offset {offset}: {explain(value)}")
 
-    return consumer, Tracker(consumer, exit_at_end=exit_at_end, on_invalid=report)
+    def error(text: str) -> None:
+        fail(f"kafka: {text} (retrying; further reports of it are not shown)")
+
+    return consumer, Tracker(consumer, exit_at_end=exit_at_end, on_invalid=report, on_error=error)
 
 
 def _run(

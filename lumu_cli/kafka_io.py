@@ -220,7 +220,10 @@ class Consumed:
 
     def poll(self, max_records: int, timeout: float) -> Polled:
         """Up to `max_records` records, waiting at most `timeout` seconds for the first."""
-        messages = self._consumer.consume(max_records, timeout)
+        try:
+            messages = self._consumer.consume(max_records, timeout)
+        except KafkaException as exc:  # fatal: librdkafka retries everything else itself
+            raise BrokerError(f"consuming {self.topic!r}: {_describe(exc)}") from None
         if any(map(Message.error, messages)):  # map over the C methods: no Python loop
             return self._poll_slowly(messages)
         batch = Polled()
@@ -260,9 +263,11 @@ class Consumed:
 
     def done(self, next_offsets: dict[int, int]) -> None:
         """Mark records up to (not including) each partition's next offset as counted."""
-        self._consumer.store_offsets(
-            offsets=[TopicPartition(self.topic, p, o) for p, o in next_offsets.items()]
-        )
+        mine = [
+            TopicPartition(self.topic, p, o) for p, o in next_offsets.items() if p in self.assigned
+        ]
+        with contextlib.suppress(KafkaException):  # revoked meanwhile: its new owner reads them
+            self._consumer.store_offsets(offsets=mine)
 
     def partitions(self) -> list[PartitionInfo]:
         """Position and end of each assigned partition (ends as last fetched: no request made)."""

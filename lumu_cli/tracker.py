@@ -143,11 +143,17 @@ class Tracker:
     """Runs the consume loop until stopped (or, with exit_at_end, until every partition ends)."""
 
     def __init__(
-        self, source: Source, *, exit_at_end: bool = False, on_invalid: InvalidReport | None = None
+        self,
+        source: Source,
+        *,
+        exit_at_end: bool = False,
+        on_invalid: InvalidReport | None = None,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.source = source
         self.exit_at_end = exit_at_end
         self.on_invalid = on_invalid
+        self.on_error = on_error  # told each distinct consumer error once
         self.tally = Tally()
         self.stop = threading.Event()
         self.errors: Counter[str] = Counter()
@@ -183,7 +189,10 @@ class Tracker:
             self.source.done({p: self.tally.partitions[p].next_offset for p in batch.values})
         for partition, at_end in batch.at_end.items():
             (self._at_end.add if at_end else self._at_end.discard)(partition)
-        self.errors.update(batch.errors)
+        for error in batch.errors:
+            if error not in self.errors and self.on_error:
+                self.on_error(error)
+            self.errors[error] += 1
 
     def _reached_end(self) -> bool:
         assigned = self.source.assigned

@@ -454,3 +454,17 @@ def test_stats_summary_of_a_fixed_snapshot() -> None:
         "invalid_by_reason": {"empty": 2, "not_json": 5},
         "elapsed": 12.346,
     }
+
+
+def test_on_error_is_told_each_distinct_consumer_error_once_and_counting_goes_on() -> None:
+    errors = ["Broker: Unknown topic or partition", "Local: Broker transport failure"]
+    first, second = batch({0: numbered([event(v4(1))], 0)}), batch({0: numbered([event(v4(2))], 1)})
+    first.errors = [errors[0], errors[0]]
+    second.errors = [errors[1], errors[0]]
+    source = FakeSource([first, second], assigned={0})
+    told: list[str] = []
+    tracker = Tracker(source, on_error=told.append)
+    source.exhausted = tracker.stop.set
+    stats = tracker.run()
+    assert told == errors
+    assert (stats.messages, stats.unique_ips) == (2, 2)
