@@ -245,6 +245,17 @@ Timeout = Annotated[
     ),
 ]
 Group = Annotated[str, typer.Option("--group", "-g", envvar="LUMU_GROUP", help="Consumer group.")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        envvar="LUMU_WORKERS",
+        min=0,
+        help="Processes that check records beside the consume loop (0: none) "
+        "[default: one per core beyond the first, at most 4].",
+        show_default=False,
+    ),
+]
 FromBeginning = Annotated[
     bool,
     typer.Option(
@@ -368,8 +379,10 @@ def _consume(
     group: str,
     from_beginning: bool,
     exit_at_end: bool,
+    workers: int | None,
 ) -> tuple[Consumed, Tracker]:
     """The consumer and tracker `track` and `serve` share."""
+    from lumu_cli.checkers import Inline, Pooled, default_workers
     from lumu_cli.events import explain
     from lumu_cli.kafka_io import Consumed, client_config, require_topic
     from lumu_cli.tracker import Tracker
@@ -384,7 +397,11 @@ def _consume(
     def error(text: str) -> None:
         fail(f"kafka: {text} (retrying; further reports of it are not shown)")
 
-    return consumer, Tracker(consumer, exit_at_end=exit_at_end, on_invalid=report, on_error=error)
+    workers = default_workers() if workers is None else workers
+    checker = Pooled(workers) if workers else Inline()
+    return consumer, Tracker(
+        consumer, exit_at_end=exit_at_end, on_invalid=report, on_error=error, checker=checker
+    )
 
 
 def _run(
@@ -434,6 +451,7 @@ def track(
     topic: Topic = "device-events",
     settings: Settings = None,
     timeout: Timeout = 10.0,
+    workers: Workers = None,
 ) -> None:
     """Count unique device IPs in a topic, live.
 
@@ -447,7 +465,7 @@ def track(
     from lumu_cli.live import StatusView
 
     consumer, tracker = _consume(
-        bootstrap, topic, settings, timeout, group, from_beginning, exit_at_end
+        bootstrap, topic, settings, timeout, group, from_beginning, exit_at_end, workers
     )
     stats, code = _run(
         consumer, tracker, serve, lambda: StatusView(lambda: tracker.stats, topic=topic)
@@ -471,6 +489,7 @@ def serve(
     topic: Topic = "device-events",
     settings: Settings = None,
     timeout: Timeout = 10.0,
+    workers: Workers = None,
 ) -> None:
     """Serve the unique-IP count over HTTP: the daemon form of track.
 
@@ -481,7 +500,9 @@ def serve(
     """
     from lumu_cli.live import StatusView
 
-    consumer, tracker = _consume(bootstrap, topic, settings, timeout, group, from_beginning, False)
+    consumer, tracker = _consume(
+        bootstrap, topic, settings, timeout, group, from_beginning, False, workers
+    )
     _, code = _run(
         consumer, tracker, address, lambda: StatusView(lambda: tracker.stats, plain=True, every=60)
     )

@@ -14,10 +14,12 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from lumu_cli.checkers import Checker, Inline
 from lumu_cli.events import Checked, Reason, check_events
 from lumu_cli.kafka_io import PartitionInfo, Polled
 from lumu_cli.timestamps import format_timestamp
@@ -26,6 +28,7 @@ from lumu_cli.uniques import UniqueIPs
 __all__ = ["PartitionTally", "Stats", "Tally", "Tracker"]
 
 BATCH = 20_000
+MAX_IN_FLIGHT = 4  # batches read but not counted yet: bounds memory, keeps workers busy
 POLL_SECONDS = 0.1
 PUBLISH_SECONDS = 0.1
 RATE_WINDOW = 5.0
@@ -78,18 +81,26 @@ class Tally:
         self, partition: int, offsets: Sequence[int], values: Sequence[bytes | None]
     ) -> tuple[Checked, int]:
         """Count the records not counted yet; their check and the index of the first one."""
-        part = self.partitions.setdefault(partition, PartitionTally())
-        skip = bisect.bisect_left(offsets, part.next_offset)
+        skip = bisect.bisect_left(offsets, self.next_offset(partition))
         checked = check_events(values[skip:])
+        self.apply(partition, offsets[skip:], checked)
+        return checked, skip
+
+    def next_offset(self, partition: int) -> int:
+        """The offset the partition is counted up to (0 for one not seen yet)."""
+        part = self.partitions.get(partition)
+        return part.next_offset if part else 0
+
+    def apply(self, partition: int, offsets: Sequence[int], checked: Checked) -> None:
+        """Count the checked records at `offsets` (none of them counted yet)."""
+        part = self.partitions.setdefault(partition, PartitionTally())
         for ips in (part.ips, self.ips):
             ips.add_v4(checked.v4)
             ips.add_v6(checked.v6)
-        counted = len(offsets) - skip
-        part.messages += counted
+        part.messages += len(offsets)
         part.invalid.update(checked.invalid)
-        if counted:
+        if offsets:
             part.next_offset = offsets[-1] + 1
-        return checked, skip
 
     def restore(self, partition: int, tally: PartitionTally) -> None:
         """Take over a partition's snapshot (one not counted here yet)."""
@@ -139,6 +150,16 @@ class Source(Protocol):
 InvalidReport = Callable[[int, int, Reason, bytes | None], None]
 
 
+@dataclass
+class _InFlight:
+    """A partition's batch of new records, sent to be checked."""
+
+    partition: int
+    offsets: Sequence[int]
+    values: Sequence[bytes | None]
+    future: Future[Checked]
+
+
 class Tracker:
     """Runs the consume loop until stopped (or, with exit_at_end, until every partition ends)."""
 
@@ -149,8 +170,10 @@ class Tracker:
         exit_at_end: bool = False,
         on_invalid: InvalidReport | None = None,
         on_error: Callable[[str], None] | None = None,
+        checker: Checker | None = None,
     ) -> None:
         self.source = source
+        self.checker = checker or Inline()
         self.exit_at_end = exit_at_end
         self.on_invalid = on_invalid
         self.on_error = on_error  # told each distinct consumer error once
@@ -161,32 +184,65 @@ class Tracker:
         self._history: deque[tuple[float, int]] = deque([(self._started, 0)])
         self._reported: set[Reason] = set()
         self._at_end: set[int] = set()
+        self._read: dict[int, int] = {}  # partition -> next offset read (checked or in flight)
+        self._in_flight: deque[_InFlight] = deque()
         self.stats = self._snapshot()
 
     def run(self) -> Stats:
         """Consume, count and publish `stats` until stopped; the final stats."""
         published = 0.0
-        while not self.stop.is_set():
-            batch = self.source.poll(BATCH, POLL_SECONDS)
-            self._count(batch)
-            now = time.monotonic()
-            if now - published >= PUBLISH_SECONDS:
-                self.stats, published = self._snapshot(), now
-            if self.exit_at_end and self._reached_end():
-                break
+        try:
+            while not self.stop.is_set():
+                batch = self.source.poll(BATCH, POLL_SECONDS)
+                self._read_batch(batch)
+                self._count(wait=len(self._in_flight) > MAX_IN_FLIGHT)
+                now = time.monotonic()
+                if now - published >= PUBLISH_SECONDS:
+                    self.stats, published = self._snapshot(), now
+                if self.exit_at_end and self._reached_end():
+                    break
+            self._count(wait=True, every=True)
+        finally:
+            self.checker.close()
         self.stats = self._snapshot()
         return self.stats
 
-    def _count(self, batch: Polled) -> None:
+    def _read_batch(self, batch: Polled) -> None:
+        """Send each partition's new records to be checked, in the order they were read."""
+        replayed: dict[int, int] = {}
         for partition, values in batch.values.items():
             offsets = batch.offsets[partition]
-            checked, skip = self.tally.count(partition, offsets, values)
+            read = self._read.get(partition, self.tally.next_offset(partition))
+            skip = bisect.bisect_left(offsets, read)  # a replay: those are counted already
+            if skip < len(offsets):
+                offsets, values = offsets[skip:], values[skip:]
+                self._read[partition] = offsets[-1] + 1
+                future = self.checker.submit(values)
+                self._in_flight.append(_InFlight(partition, offsets, values, future))
+            elif not any(item.partition == partition for item in self._in_flight):
+                replayed[partition] = self.tally.next_offset(partition)  # say again how far
+        if replayed := {p: offset for p, offset in replayed.items() if offset}:
+            self.source.done(replayed)
+        self._note(batch)
+
+    def _count(self, *, wait: bool, every: bool = False) -> None:
+        """Count checked batches in order: those done, the oldest if `wait`, all if `every`."""
+        counted: dict[int, int] = {}
+        while self._in_flight and (wait or self._in_flight[0].future.done()):
+            item = self._in_flight.popleft()
+            checked = self.checker.result(item.future, item.values)
+            self.tally.apply(item.partition, item.offsets, checked)
+            counted[item.partition] = item.offsets[-1] + 1
             for reason, index in checked.examples.items():
                 if reason not in self._reported and self.on_invalid:
                     self._reported.add(reason)
-                    self.on_invalid(partition, offsets[skip + index], reason, values[skip + index])
-        if batch.values:
-            self.source.done({p: self.tally.partitions[p].next_offset for p in batch.values})
+                    value = item.values[index]
+                    self.on_invalid(item.partition, item.offsets[index], reason, value)
+            wait = every
+        if counted:
+            self.source.done(counted)
+
+    def _note(self, batch: Polled) -> None:
         for partition, at_end in batch.at_end.items():
             (self._at_end.add if at_end else self._at_end.discard)(partition)
         for error in batch.errors:
@@ -196,7 +252,7 @@ class Tracker:
 
     def _reached_end(self) -> bool:
         assigned = self.source.assigned
-        return bool(assigned) and assigned <= self._at_end
+        return bool(assigned) and assigned <= self._at_end  # what is in flight is counted next
 
     def _snapshot(self) -> Stats:
         now = time.monotonic()

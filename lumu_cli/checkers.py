@@ -1,0 +1,84 @@
+"""Where records are checked: in the consume loop's own thread, or in worker processes.
+
+Checking a record is pure Python work (decode, address, timestamp), so a second core helps only
+through a second process. `Pooled` sends each large batch to a worker and hands back a future;
+the tracker applies results in the order the batches were read, so counts and offsets stay exact.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+from lumu_cli.events import Checked, check_events
+
+__all__ = ["Checker", "Inline", "Pooled", "default_workers"]
+
+POOL_MIN = 2000  # a smaller batch is checked at once: shipping it would cost more than it saves
+
+
+def default_workers() -> int:
+    """One worker process per core beyond the consume loop's own, at most 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+class Checker(Protocol):
+    def submit(self, values: Sequence[bytes | None]) -> Future[Checked]: ...
+    def result(self, future: Future[Checked], values: Sequence[bytes | None]) -> Checked: ...
+    def close(self) -> None: ...
+
+
+class Inline:
+    """Checks in the caller's thread; the future is done when returned."""
+
+    def submit(self, values: Sequence[bytes | None]) -> Future[Checked]:
+        future: Future[Checked] = Future()
+        future.set_result(check_events(values))
+        return future
+
+    def result(self, future: Future[Checked], values: Sequence[bytes | None]) -> Checked:
+        """The check `submit` started (waiting for it if need be)."""
+        return future.result()
+
+    def close(self) -> None:
+        pass
+
+
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
+
+
+class Pooled(Inline):
+    """Checks large batches in `workers` processes (started now, so they are ready in time)."""
+
+    def __init__(self, workers: int) -> None:
+        spawn = multiprocessing.get_context("spawn")  # no fork of librdkafka's threads
+        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+            workers, mp_context=spawn, initializer=_ignore_ctrl_c
+        )
+        self._pool.submit(check_events, [])  # start the workers while the group is joined
+
+    def submit(self, values: Sequence[bytes | None]) -> Future[Checked]:
+        if self._pool is None or len(values) < POOL_MIN:
+            return super().submit(values)
+        try:
+            return self._pool.submit(check_events, values)
+        except BrokenProcessPool:  # a worker died: go on without the pool
+            self._pool = None
+            return super().submit(values)
+
+    def result(self, future: Future[Checked], values: Sequence[bytes | None]) -> Checked:
+        try:
+            return future.result()
+        except BrokenProcessPool:  # its worker died: check here, and from now on
+            self._pool = None
+            return check_events(values)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
