@@ -353,21 +353,24 @@ def produce(
     from lumu_cli.events import Synth
     from lumu_cli.kafka_io import Sender, client_config, ensure_topic
     from lumu_cli.live import ProduceProgress
+    from lumu_cli.produce import FLUSH_SECONDS
     from lumu_cli.produce import produce as run
 
     config = client_config(bootstrap, settings or ())
     if ensure_topic(config, topic, partitions, timeout):
         fail(f"created topic {topic!r} with {partitions} partitions")
     synth = Synth(ips, ipv6_ratio=ipv6_ratio, invalid_ratio=invalid_ratio, seed=seed)
-    stop = threading.Event()
+    stop, sender = threading.Event(), Sender(config, topic)
     with _Signals(stop) as signals, ProduceProgress(count, duration) as progress:
         summary = run(
-            Sender(config, topic), synth, rate=rate, count=count, duration=duration, stop=stop,
+            sender, synth, rate=rate, count=count, duration=duration, stop=stop,
             progress=progress.update,
         )  # fmt: skip
     _summary(summary)
     if summary["failed"]:
-        raise DeliveryError(f"{summary['failed']} of {summary['sent']} records were not delivered")
+        why = sender.first_error or f"still queued after {FLUSH_SECONDS:g} s"
+        failed = f"{summary['failed']} of {summary['sent']} records were not delivered"
+        raise DeliveryError(f"{failed} (first reason: {why})")
     raise typer.Exit(signals.exit_code)
 
 

@@ -88,6 +88,7 @@ def test_produce_exits_3_when_deliveries_fail(broker: Broker, topic: str) -> Non
     assert result["failed"] > 0
     assert result["delivered"] + result["failed"] == result["sent"]
     assert err.splitlines()[-1] == (
-        f"lumu: {result['failed']} of {result['sent']} records were not delivered"
+        f"lumu: {result['failed']} of {result['sent']} records were not delivered "
+        "(first reason: Local: Message timed out)"
     )
     assert "Traceback" not in err
