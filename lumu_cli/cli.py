@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, BinaryIO, ParamSpec
 
 import typer
@@ -25,7 +27,6 @@ from lumu_cli.errors import (
 from lumu_cli.timestamps import AUTO_RULE, Unit, load_zone, normalize
 
 if TYPE_CHECKING:
-    from lumu_cli.kafka_io import Consumed
     from lumu_cli.tracker import Stats, Tracker
     from lumu_cli.tsstream import ParsedBlock
 
@@ -260,7 +261,35 @@ FromBeginning = Annotated[
     bool,
     typer.Option(
         "--from-beginning",
-        help="Read every partition from its first record (committed offsets are ignored).",
+        help="A partition with no saved state starts at its first record, not its end (as "
+        "auto.offset.reset=earliest). With --no-state: every partition, always.",
+    ),
+]
+State = Annotated[
+    bool,
+    typer.Option(
+        "--state/--no-state",
+        envvar="LUMU_STATE",
+        help="Keep the count in the group's compacted topic <group>-lumu-state: a restart "
+        "resumes it, and every instance of the group shows the count of all partitions. "
+        "--no-state keeps it in memory only.",
+    ),
+]
+Reset = Annotated[
+    bool,
+    typer.Option(
+        "--reset",
+        help="Discard the group's saved state and committed offsets first, and count again "
+        "from the first record (no other member of the group may be running).",
+    ),
+]
+CommitInterval = Annotated[
+    float,
+    typer.Option(
+        "--commit-interval",
+        envvar="LUMU_COMMIT_INTERVAL",
+        min=0.05,
+        help="Seconds between state commits: how stale other instances' view can get.",
     ),
 ]
 
@@ -374,25 +403,45 @@ def produce(
     raise typer.Exit(signals.exit_code)
 
 
-def _consume(
-    bootstrap: str,
-    topic: str,
-    settings: list[str] | None,
-    timeout: float,
-    group: str,
-    from_beginning: bool,
+@dataclass(frozen=True)
+class _Counting:
+    """What `track` and `serve` share: where to read, and how the count is kept."""
+
+    bootstrap: str
+    topic: str
+    settings: list[str] | None
+    timeout: float
+    group: str
+    from_beginning: bool
+    state: bool
+    reset: bool
+    commit_interval: float
+    workers: int | None
+
+
+def _count(
+    how: _Counting,
+    *,
     exit_at_end: bool,
-    workers: int | None,
-) -> tuple[Consumed, Tracker]:
-    """The consumer and tracker `track` and `serve` share."""
+    serve: str | None,
+    view: Callable[[Tracker], AbstractContextManager[object]],
+) -> tuple[Stats, int]:
+    """What `track` and `serve` share: consume, count, keep the state, serve; the final stats."""
     from lumu_cli.checkers import Inline, Pooled, default_workers
     from lumu_cli.events import explain
     from lumu_cli.kafka_io import Consumed, client_config, require_topic
+    from lumu_cli.server import Endpoint
+    from lumu_cli.snapshots import Tally
+    from lumu_cli.state import Durable, Ephemeral, reset
     from lumu_cli.tracker import Tracker
 
-    config = client_config(bootstrap, settings or ())
-    require_topic(config, topic, timeout)
-    consumer = Consumed(config, topic, group, from_beginning=from_beginning)
+    config = client_config(how.bootstrap, how.settings or ())
+    require_topic(config, how.topic, how.timeout)
+    if how.reset and not how.state:
+        raise UsageError("--reset discards the saved state: it needs --state")
+    if how.reset:
+        discarded = reset(config, how.group, how.timeout)
+        fail(f"reset group {how.group!r}: {discarded} state records discarded")
 
     def report(partition: int, offset: int, _reason: str, value: bytes | None) -> None:
         fail(f"partition {partition} offset {offset}: {explain(value)}")
@@ -400,31 +449,31 @@ def _consume(
     def error(text: str) -> None:
         fail(f"kafka: {text} (retrying; further reports of it are not shown)")
 
-    workers = default_workers() if workers is None else workers
-    checker = Pooled(workers) if workers else Inline()
-    return consumer, Tracker(
-        consumer, exit_at_end=exit_at_end, on_invalid=report, on_error=error, checker=checker
-    )
-
-
-def _run(
-    consumer: Consumed,
-    tracker: Tracker,
-    serve: str | None,
-    view: Callable[[], AbstractContextManager[object]],
-) -> tuple[Stats, int]:
-    from lumu_cli.server import Endpoint
-
-    endpoint = Endpoint(serve, lambda: tracker.stats) if serve is not None else None
-    if endpoint:
-        fail(f"serving {endpoint.url}/count, /healthz and /metrics")
-    try:
-        with _Signals(tracker.stop) as signals, view():
+    with contextlib.ExitStack() as resources:  # closed in reverse, also on an error
+        consumer = Consumed(
+            config, how.topic, how.group, from_beginning=how.from_beginning or how.reset,
+            durable=how.state,
+        )  # fmt: skip
+        resources.callback(consumer.close)
+        tally, keeper = Tally(), None
+        if how.state:
+            keeper = Durable(
+                config, consumer, tally, commit_interval=how.commit_interval,
+                timeout=how.timeout, notify=fail,
+            )  # fmt: skip
+            resources.callback(keeper.close)
+            keeper.restore()
+        workers = default_workers() if how.workers is None else how.workers
+        tracker = Tracker(
+            consumer, tally=tally, keeper=keeper or Ephemeral(consumer), exit_at_end=exit_at_end,
+            on_invalid=report, on_error=error, checker=Pooled(workers) if workers else Inline(),
+        )  # fmt: skip
+        consumer.listener = tracker
+        if serve is not None:
+            endpoint = resources.enter_context(Endpoint(serve, lambda: tracker.stats))
+            fail(f"serving {endpoint.url}/count, /healthz and /metrics")
+        with _Signals(tracker.stop) as signals, view(tracker):
             stats = tracker.run()
-    finally:
-        consumer.close()
-        if endpoint:
-            endpoint.close()
     return stats, signals.exit_code
 
 
@@ -450,6 +499,9 @@ def track(
             show_default=False,
         ),
     ] = None,
+    state: State = True,
+    reset: Reset = False,
+    commit_interval: CommitInterval = 1.0,
     bootstrap: Bootstrap = "localhost:9092",
     topic: Topic = "device-events",
     settings: Settings = None,
@@ -467,12 +519,14 @@ def track(
     """
     from lumu_cli.live import StatusView
 
-    consumer, tracker = _consume(
-        bootstrap, topic, settings, timeout, group, from_beginning, exit_at_end, workers
-    )
-    stats, code = _run(
-        consumer, tracker, serve, lambda: StatusView(lambda: tracker.stats, topic=topic)
-    )
+    how = _Counting(
+        bootstrap, topic, settings, timeout, group, from_beginning, state, reset,
+        commit_interval, workers,
+    )  # fmt: skip
+    stats, code = _count(
+        how, exit_at_end=exit_at_end, serve=serve,
+        view=lambda tracker: StatusView(lambda: tracker.stats, topic=topic),
+    )  # fmt: skip
     _summary(stats.summary())
     raise typer.Exit(code or (ExitCode.BAD_INPUT if stats.invalid_total else ExitCode.OK))
 
@@ -488,6 +542,9 @@ def serve(
     ],
     group: Group = "lumu-serve",
     from_beginning: FromBeginning = False,
+    state: State = True,
+    reset: Reset = False,
+    commit_interval: CommitInterval = 1.0,
     bootstrap: Bootstrap = "localhost:9092",
     topic: Topic = "device-events",
     settings: Settings = None,
@@ -503,10 +560,78 @@ def serve(
     """
     from lumu_cli.live import StatusView
 
-    consumer, tracker = _consume(
-        bootstrap, topic, settings, timeout, group, from_beginning, False, workers
-    )
-    _, code = _run(
-        consumer, tracker, address, lambda: StatusView(lambda: tracker.stats, plain=True, every=60)
-    )
+    how = _Counting(
+        bootstrap, topic, settings, timeout, group, from_beginning, state, reset,
+        commit_interval, workers,
+    )  # fmt: skip
+    _, code = _count(
+        how, exit_at_end=False, serve=address,
+        view=lambda tracker: StatusView(lambda: tracker.stats, plain=True, every=60),
+    )  # fmt: skip
     raise typer.Exit(code)
+
+
+@app.command("state")
+@reported
+def state_(
+    group: Group = "lumu-track",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object instead of a table.")
+    ] = False,
+    bootstrap: Bootstrap = "localhost:9092",
+    settings: Settings = None,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Show a group's saved state: each partition's next offset, messages, invalid, unique IPs,
+    pieces, bytes and age, from its compacted topic <group>-lumu-state.
+
+    Exit status 3 if the group has no saved state, or its state topic cannot be read (not
+    lumu's, another format version, inconsistent).
+    """
+    from datetime import UTC, datetime
+
+    from lumu_cli.kafka_io import client_config
+    from lumu_cli.state import describe, state_topic
+
+    saved = describe(client_config(bootstrap, settings or ()), group, timeout)
+    now = datetime.now(UTC)
+    rows = {
+        entry.topic: [
+            {
+                "partition": part.partition,
+                "next_offset": part.meta and part.meta.next_offset,
+                "messages": part.meta and part.meta.messages,
+                "invalid": part.meta and sum(part.meta.invalid.values()),
+                "unique_ips": part.unique_ips,
+                "pieces": part.pieces,
+                "bytes": part.bytes,
+                "written_at": part.meta and part.meta.written_at,
+                "age": part.meta
+                and round((now - datetime.fromisoformat(part.meta.written_at)).total_seconds(), 1),
+            }
+            for part in entry.partitions
+        ]
+        for entry in saved
+    }
+    if as_json:
+        topics = {
+            entry.topic: {"unique_ips": entry.unique_ips, "partitions": rows[entry.topic]}
+            for entry in saved
+        }
+        _summary({"group": group, "state_topic": state_topic(group), "topics": topics})
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    for entry in saved:
+        table = Table(
+            *(("partition", "next offset", "messages", "invalid", "unique IPs", "pieces")),
+            "bytes", "age (s)",
+            title=f"{state_topic(group)}: {entry.topic}, {entry.unique_ips:,} unique IPs",
+        )  # fmt: skip
+        for row in rows[entry.topic]:
+            table.add_row(*(("-" if v is None else f"{v:,}") for v in (
+                row["partition"], row["next_offset"], row["messages"], row["invalid"],
+                row["unique_ips"], row["pieces"], row["bytes"], row["age"],
+            )))  # fmt: skip
+        Console().print(table)

@@ -46,6 +46,12 @@ class BrokerError(LumuError):
     exit_code = ExitCode.BROKER
 
 
+class StateError(LumuError):
+    """The group's state topic cannot be used: unreadable, foreign, another format, inconsistent."""
+
+    exit_code = ExitCode.BROKER
+
+
 class DeliveryError(LumuError):
     """Some produced records were not delivered (their count and the first reason)."""
 

@@ -10,24 +10,44 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    OffsetSpec,
+)
 from confluent_kafka.cimpl import NewTopic
 
-from lumu_cli.errors import BrokerError, UsageError
+from lumu_cli.errors import BrokerError, StateError, UsageError
 
-__all__ = ["Consumed", "Polled", "Sender", "client_config", "ensure_topic", "require_topic"]
+__all__ = [
+    "OFFSET_BEGINNING",
+    "CommitFailed",
+    "Consumed",
+    "Polled",
+    "Sender",
+    "StateReader",
+    "Transactions",
+    "client_config",
+    "ensure_state_topic",
+    "ensure_topic",
+    "require_topic",
+]
 
 
 def client_config(bootstrap: str, settings: Sequence[str] = ()) -> dict[str, str]:
@@ -65,18 +85,30 @@ def _topics(admin: AdminClient, config: dict[str, str], timeout: float) -> set[s
         ) from None
 
 
+def topic_exists(config: dict[str, str], topic: str, timeout: float) -> bool:
+    """Whether `topic` exists (BrokerError if no broker answers within `timeout` s)."""
+    return topic in _topics(_admin(config), config, timeout)
+
+
 def require_topic(config: dict[str, str], topic: str, timeout: float) -> None:
     """Check within `timeout` seconds that the broker answers and `topic` exists."""
     if topic not in _topics(_admin(config), config, timeout):
         raise BrokerError(f"topic {topic!r} does not exist on {config['bootstrap.servers']}")
 
 
-def ensure_topic(config: dict[str, str], topic: str, partitions: int, timeout: float) -> bool:
+def ensure_topic(
+    config: dict[str, str],
+    topic: str,
+    partitions: int,
+    timeout: float,
+    settings: dict[str, str] | None = None,
+) -> bool:
     """Create `topic` with `partitions` partitions unless it exists; True if it was created."""
     admin = _admin(config)
     if topic in _topics(admin, config, timeout):
         return False
-    future = admin.create_topics([NewTopic(topic, partitions)], request_timeout=timeout)[topic]
+    new = NewTopic(topic, partitions, config=settings or {})
+    future = admin.create_topics([new], request_timeout=timeout)[topic]
     try:
         future.result(timeout=timeout)
     except KafkaException as exc:
@@ -84,6 +116,75 @@ def ensure_topic(config: dict[str, str], topic: str, partitions: int, timeout: f
             return False
         raise BrokerError(f"cannot create topic {topic!r}: {_describe(exc)}") from None
     return True
+
+
+# Compaction keeps the latest record of each key. Segments of 64 MiB roll (and so get compacted)
+# well before the default 1 GiB, so a restore reads little more than the live state.
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(64 << 20)}
+
+
+def ensure_state_topic(config: dict[str, str], topic: str, timeout: float) -> bool:
+    """Create the compacted state topic unless it exists; True if it was created.
+
+    StateError if it exists but is not compacted: retention would delete the state.
+    """
+    if ensure_topic(config, topic, 1, timeout, STATE_TOPIC_CONFIG):
+        return True
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    admin = _admin(config)  # kept until the answer: its futures die with it
+    try:
+        found = admin.describe_configs([resource])[resource].result(timeout=timeout)
+    except KafkaException as exc:
+        why = _describe(exc)
+        raise StateError(f"cannot read the config of state topic {topic!r}: {why}") from None
+    policy = found["cleanup.policy"].value or ""
+    if "compact" not in policy.split(","):
+        raise StateError(
+            f"state topic {topic!r} has cleanup.policy={policy}, not compact: its state "
+            "would be deleted by retention (set cleanup.policy=compact, or use another group)"
+        )
+    return False
+
+
+def group_members(config: dict[str, str], group: str, timeout: float) -> int:
+    """How many members the consumer group has right now (0 for a group that does not exist)."""
+    admin = _admin(config)  # kept until the answer: its futures die with it
+    future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
+    try:
+        return len(future.result(timeout=timeout).members)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot describe group {group!r}: {_describe(exc)}") from None
+
+
+def delete_group(config: dict[str, str], group: str, timeout: float) -> None:
+    """Delete an empty group and its committed offsets (nothing to do if there is none)."""
+    admin = _admin(config)  # kept until the answer: its futures die with it
+    future = admin.delete_consumer_groups([group], request_timeout=timeout)[group]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
+            raise BrokerError(f"cannot delete group {group!r}: {_describe(exc)}") from None
+
+
+class Ends:
+    """The end offsets of a topic's partitions, asked for in the background, read without wait."""
+
+    def __init__(self, config: dict[str, str], topic: str) -> None:
+        self.topic = topic
+        self.latest: dict[int, int] = {}
+        self._admin = _admin(config)
+        self._asked: dict[Any, Future[Any]] = {}
+
+    def refresh(self, partitions: Iterable[int]) -> None:
+        """Take the answers that came, and ask again for `partitions` if nothing is pending."""
+        if self._asked and not all(future.done() for future in self._asked.values()):
+            return
+        for tp, future in self._asked.items():
+            with contextlib.suppress(KafkaException):
+                self.latest[tp.partition] = future.result().offset
+        wanted = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in partitions}  # type: ignore[no-untyped-call]
+        self._asked = self._admin.list_offsets(wanted, request_timeout=5) if wanted else {}
 
 
 @dataclass
@@ -156,6 +257,8 @@ class PartitionInfo:
     partition: int
     position: int | None
     end: int | None
+    local: bool = True  # counted here; else followed through its owner's snapshots
+    as_of: str | None = None  # when the snapshot followed was written
 
     @property
     def lag(self) -> int | None:
@@ -165,14 +268,39 @@ class PartitionInfo:
         return max(self.end - self.position, 0)
 
 
+class Rebalance(Protocol):
+    """Told of each change of assignment, inside the consumer's poll (cooperative: only changes)."""
+
+    def assigned(self, partitions: list[int]) -> dict[int, int]:
+        """Get ready to count `partitions`; the offset to start each at (if not the committed)."""
+
+    def revoked(self, partitions: list[int]) -> None:
+        """`partitions` are given up, cleanly: the last chance to save their state."""
+
+    def lost(self, partitions: list[int]) -> None:
+        """`partitions` were taken away (session timed out): others may own them already."""
+
+
 class Consumed:
-    """A consumer-group member that reads `topic`; offsets are stored only when told (`done`)."""
+    """A consumer-group member that reads `topic`, with cooperative incremental rebalancing.
+
+    Without `durable`, offsets are stored when told (`done`) and committed every 5 s; with it,
+    they are committed only within state transactions (`Transactions.commit`).
+    """
 
     def __init__(
-        self, config: dict[str, str], topic: str, group: str, *, from_beginning: bool
+        self,
+        config: dict[str, str],
+        topic: str,
+        group: str,
+        *,
+        from_beginning: bool,
+        durable: bool = False,
     ) -> None:
         self.topic = topic
+        self.group = group
         self.from_beginning = from_beginning
+        self.listener: Rebalance | None = None
         self.brokers_up = threading.Event()
         self.brokers_up.set()
         self.assigned: set[int] = set()
@@ -182,6 +310,8 @@ class Consumed:
                 "group.id": group,
                 "auto.offset.reset": "earliest" if from_beginning else "latest",
                 "enable.auto.offset.store": False,  # stored after counting: at least once
+                "enable.auto.commit": not durable,
+                "partition.assignment.strategy": "cooperative-sticky",
                 "enable.partition.eof": True,
                 "statistics.interval.ms": 1000,
                 "fetch.max.bytes": 64 << 20,
@@ -194,7 +324,9 @@ class Consumed:
                 "stats_cb": self._stats,
             }
         )
-        self._consumer.subscribe([topic], on_assign=self._assign, on_revoke=self._revoke)
+        self._consumer.subscribe(
+            [topic], on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
+        )
 
     def _error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -209,14 +341,50 @@ class Consumed:
             self.brokers_up.clear()
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self.from_beginning:  # as kcat -o beginning: committed offsets are not used
-            for tp in partitions:
-                tp.offset = OFFSET_BEGINNING
-            consumer.assign(partitions)
-        self.assigned |= {tp.partition for tp in partitions}
+        numbers = [tp.partition for tp in partitions]
+        if self.listener is not None:
+            starts = self.listener.assigned(numbers)
+        else:  # as kcat -o beginning: committed offsets are not used
+            starts = dict.fromkeys(numbers, OFFSET_BEGINNING) if self.from_beginning else {}
+        for tp in partitions:
+            tp.offset = starts.get(tp.partition, tp.offset)
+        consumer.incremental_assign(partitions)
+        self.assigned |= set(numbers)
 
     def _revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.assigned -= {tp.partition for tp in partitions}
+        numbers = [tp.partition for tp in partitions]
+        if self.listener is not None:
+            self.listener.revoked(numbers)
+        self.assigned -= set(numbers)
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = [tp.partition for tp in partitions]
+        self.assigned -= set(numbers)
+        if self.listener is not None:
+            self.listener.lost(numbers)
+
+    def group_metadata(self) -> object:
+        """This member's group metadata (generation included), for a transaction's offsets."""
+        return self._consumer.consumer_group_metadata()
+
+    def committed(self, partitions: Iterable[int], timeout: float) -> dict[int, int]:
+        """The group's committed offset of each partition that has one."""
+        asked = [TopicPartition(self.topic, p) for p in partitions]
+        try:
+            found = self._consumer.committed(asked, timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the committed offsets: {_describe(exc)}") from None
+        return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+
+    def bounds(self, partition: int, timeout: float) -> tuple[int, int]:
+        """The first and the next offset of `partition`, asked of the broker now."""
+        tp = TopicPartition(self.topic, partition)
+        try:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+        except KafkaException as exc:
+            why = f"cannot read the offsets of {tp.topic}/{partition}: {_describe(exc)}"
+            raise BrokerError(why) from None
+        return int(low), int(high)
 
     def poll(self, max_records: int, timeout: float) -> Polled:
         """Up to `max_records` records, waiting at most `timeout` seconds for the first."""
@@ -287,8 +455,228 @@ class Consumed:
         return infos
 
     def close(self) -> None:
-        """Commit the stored offsets and leave the group."""
+        """Commit the stored offsets and leave the group (the listener has had its last word)."""
+        self.listener = None
         # Nothing stored yet, or the broker is gone: then those records will be read again.
         with contextlib.suppress(KafkaException):
             self._consumer.commit(asynchronous=False)
+        self._consumer.close()
+
+
+class CommitFailed(Exception):
+    """A state transaction did not commit (aborted); its records and offsets are not stored."""
+
+
+TXN_SECONDS = 5.0  # librdkafka's timeout for each step of a state transaction
+WEDGED_SECONDS = 4 * TXN_SECONDS  # how long the consume loop waits for a whole one, at most
+
+
+class Transactions:
+    """A transactional producer of state records, each commit with the group's offsets.
+
+    The offsets go in with the consumer's group metadata (KIP-447): a member that has lost its
+    partitions (a zombie) has an old generation, the group coordinator refuses its offsets and the
+    whole transaction is aborted, so its snapshot never becomes visible.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, str],
+        topic: str,
+        group: str,
+        timeout: float,
+        hook: Callable[[str], None] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.timeout = timeout
+        self.hook = hook  # told "mid-commit" once a transaction is written, before its commit
+        self._config = {
+            "transactional.id": f"lumu-{group}-{uuid.uuid4().hex[:12]}",
+            # a killed instance's open transaction holds readers back this long, at most
+            "transaction.timeout.ms": 10_000,
+            "linger.ms": 5,
+            "log_level": 0,
+            **config,
+        }
+        self._producer: Producer | None = self._start()  # the first start must succeed
+
+    def _start(self) -> Producer:
+        producer = Producer(self._config)
+        try:
+            producer.init_transactions(self.timeout)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot start state transactions: {_describe(exc)}") from None
+        return producer
+
+    def commit(
+        self,
+        records: Sequence[tuple[bytes, bytes | None]],
+        offsets: dict[int, int],
+        source: Consumed | None,
+    ) -> None:
+        """Write `records` and commit `offsets` for `source`'s group, all or nothing.
+
+        CommitFailed if it did not commit: nothing of it is visible, and the next try starts
+        afresh. The work runs in a thread of its own, waited for at most WEDGED_SECONDS: when
+        the group coordinator goes away, librdkafka's send_offsets_to_transaction can ignore its
+        own timeout (librdkafka#5456). Such a producer is abandoned; the next one, with the same
+        transactional.id, fences whatever it left open.
+        """
+        positions, group = [], None
+        if source is not None and offsets:
+            positions = [TopicPartition(source.topic, p, o) for p, o in sorted(offsets.items())]
+            group = source.group_metadata()
+        try:
+            producer = self._producer = self._producer or self._start()
+        except BrokerError as exc:
+            raise CommitFailed(str(exc)) from None
+        outcome: list[tuple[str | None, bool]] = []
+        worker = threading.Thread(
+            target=lambda: outcome.append(self._transact(producer, records, positions, group)),
+            name="lumu-state-commit",
+            daemon=True,  # a wedged one must not hold the process at exit
+        )
+        worker.start()
+        worker.join(WEDGED_SECONDS)
+        if not outcome:
+            self._producer = None
+            raise CommitFailed(f"no answer within {WEDGED_SECONDS:g} s; starting afresh")
+        error, usable = outcome[0]
+        if not usable:
+            self._producer = None
+        if error is not None:
+            raise CommitFailed(error)
+
+    def _transact(
+        self,
+        producer: Producer,
+        records: Sequence[tuple[bytes, bytes | None]],
+        positions: list[TopicPartition],
+        group: object,
+    ) -> tuple[str | None, bool]:
+        """One transaction: (None or why it failed, whether the producer can be used again)."""
+        try:
+            producer.begin_transaction()
+            for key, value in records:
+                while True:
+                    try:
+                        producer.produce(self.topic, value, key, partition=0)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+            if group is not None:
+                producer.send_offsets_to_transaction(positions, group, TXN_SECONDS)
+            if self.hook is not None:
+                producer.flush(TXN_SECONDS)
+                self.hook("mid-commit")
+            producer.commit_transaction(TXN_SECONDS)
+            return None, True
+        except KafkaException as exc:
+            why = _describe(exc)
+            if not exc.args[0].fatal():
+                with contextlib.suppress(KafkaException):
+                    producer.abort_transaction(TXN_SECONDS)
+                    return why, True
+            with contextlib.suppress(KafkaException):  # dropped without waiting for its queue
+                producer.purge()
+            return why, False
+
+    def close(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(KafkaException):
+                self._producer.flush(TXN_SECONDS)
+
+
+StateRow = tuple[int, bytes | None, bytes | None]  # offset, key, value
+
+
+class StateReader:
+    """Reads the state topic from its start, read_committed: whole transactions only."""
+
+    def __init__(self, config: dict[str, str], topic: str, group: str, timeout: float) -> None:
+        self.topic = topic
+        self._consumer = Consumer(
+            {
+                "group.id": f"{group}-lumu-state-reader",  # never joined, never committed
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+                "log_level": 0,
+                **config,
+            }
+        )
+        self._admin = _admin(config)
+        self.partitions = self._partitions(timeout)
+        self._target: dict[int, int] = {}
+        self._at: dict[int, int] = {}
+        self.rewind()
+
+    def _partitions(self, timeout: float) -> list[int]:
+        """The topic's partitions, once its metadata has reached the broker (just created?)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                metadata = self._consumer.list_topics(self.topic, timeout=timeout).topics
+                found = metadata[self.topic]
+                why = found.error.str() if found.error is not None else ""
+            except KafkaException as exc:
+                why = _describe(exc)
+            if not why and found.partitions:
+                return sorted(found.partitions)
+            if time.monotonic() > deadline:
+                raise StateError(
+                    f"cannot read state topic {self.topic!r}: {why or 'no partitions'}"
+                )
+            time.sleep(0.1)
+
+    def rewind(self) -> None:
+        """Read again from the start."""
+        start = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self.partitions]
+        self._consumer.assign(start)
+        self._target, self._at = {}, {}
+
+    def read(self, max_records: int, timeout: float) -> list[StateRow]:
+        """Up to `max_records` committed records: (offset, key, value), in the order written."""
+        try:
+            messages = self._consumer.consume(max_records, timeout)
+        except KafkaException as exc:
+            raise StateError(f"reading state topic {self.topic!r}: {_describe(exc)}") from None
+        records = []
+        for message in messages:
+            error, partition, offset = message.error(), message.partition(), message.offset()
+            assert partition is not None
+            assert offset is not None
+            if error is None:
+                records.append((offset, message.key(), message.value()))
+                self._at[partition] = offset + 1
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._at[partition] = offset  # past transaction markers, to the stable end
+            elif error.fatal():
+                raise StateError(f"reading state topic {self.topic!r}: {error.str()}")
+        return records
+
+    def aim(self, timeout: float) -> None:
+        """Note where the topic ends now: `reached` tells when reading has got that far.
+
+        The end is the high watermark, past any transaction still open (a read_committed
+        consumer sees only the stable end): reaching it waits for such a transaction to commit
+        or abort, so a snapshot being committed as a partition changes hands is never missed.
+        """
+        wanted = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in self.partitions}  # type: ignore[no-untyped-call]
+        asked = self._admin.list_offsets(
+            wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout
+        )
+        for tp, future in asked.items():
+            try:
+                self._target[tp.partition] = future.result(timeout=timeout).offset
+            except KafkaException as exc:
+                why = f"cannot reach state topic {self.topic!r}: {_describe(exc)}"
+                raise StateError(why) from None
+
+    def reached(self) -> bool:
+        """Whether reading has got to where the topic ended at the last `aim`."""
+        return all(self._at.get(p, -1) >= end or end == 0 for p, end in self._target.items())
+
+    def close(self) -> None:
         self._consumer.close()

@@ -56,11 +56,12 @@ def render(stats: Stats, topic: str = "") -> RenderableType:
     totals.add_row("uptime", _duration(stats.elapsed))
     if not stats.healthy:
         totals.add_row("broker", Text("unreachable, retrying", style="bold red"))
-    partitions = Table("partition", "offset", "lag", box=None, header_style="bold")
+    partitions = Table("partition", "offset", "lag", "counted", box=None, header_style="bold")
     for info in stats.partitions:
         position = "-" if info.position is None else f"{info.position:,}"
         lag = "-" if info.lag is None else f"{info.lag:,}"
-        partitions.add_row(str(info.partition), position, lag)
+        where = "here" if info.local else f"elsewhere, as of {(info.as_of or '-')[11:19]}"
+        partitions.add_row(str(info.partition), position, lag, where)
     body = Group(
         Text("unique device IPs"), big_number(stats.unique_ips), "", totals, "", partitions
     )
@@ -69,11 +70,13 @@ def render(stats: Stats, topic: str = "") -> RenderableType:
 
 def status_line(stats: Stats) -> str:
     """The plain form of the view, for a stderr that is not a terminal."""
-    lag = sum(info.lag or 0 for info in stats.partitions)
     broker = "" if stats.healthy else ", broker unreachable"
+    elsewhere = sum(not info.local for info in stats.partitions)
+    state = f", state lag {stats.lag(local=False):,}" if elsewhere else ""
     return (
         f"lumu: {stats.unique_ips:,} unique IPs, {stats.messages:,} messages "
-        f"({stats.rate:,.0f}/s), {stats.invalid_total:,} invalid, lag {lag:,}{broker}"
+        f"({stats.rate:,.0f}/s), {stats.invalid_total:,} invalid, "
+        f"lag {stats.lag(local=True):,}{state}{broker}"
     )
 
 

@@ -70,12 +70,20 @@ class _Collector:
             invalid.add_metric([reason], count)
         yield invalid
         lag = GaugeMetricFamily(
-            "lumu_partition_lag", "Records not yet read, by partition.", labels=["partition"]
+            "lumu_partition_lag",
+            "Records not yet counted, by partition counted here.",
+            labels=["partition"],
+        )
+        state_lag = GaugeMetricFamily(
+            "lumu_state_lag",
+            "Records not yet in the last snapshot followed, by partition counted elsewhere.",
+            labels=["partition"],
         )
         for info in stats.partitions:
             if info.lag is not None:
-                lag.add_metric([str(info.partition)], info.lag)
+                (lag if info.local else state_lag).add_metric([str(info.partition)], info.lag)
         yield lag
+        yield state_lag
         yield GaugeMetricFamily(
             "lumu_up", "1 while a broker answers, 0 while none does.", value=int(stats.healthy)
         )
@@ -95,6 +103,19 @@ class _Handler(BaseHTTPRequestHandler):
                 "messages": stats.messages,
                 "invalid": stats.invalid_total,
                 "updated_at": stats.updated_at,
+                "as_of": stats.as_of,
+                "lag": stats.lag(local=True),
+                "state_lag": stats.lag(local=False),
+                "partitions": [
+                    {
+                        "partition": p.partition,
+                        "owner": "here" if p.local else "elsewhere",
+                        "offset": p.position,
+                        "lag": p.lag,
+                        **({} if p.local else {"as_of": p.as_of}),
+                    }
+                    for p in stats.partitions
+                ],
             }
             self._send(HTTPStatus.OK, JSON, json.dumps(body).encode())
         elif path == "/healthz":
@@ -193,3 +214,9 @@ class Endpoint:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

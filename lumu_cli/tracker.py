@@ -1,111 +1,35 @@
-"""The consume loop: batches of records -> checked events -> unique-IP sets -> a stats snapshot.
+"""The consume loop: batches of records -> checked events -> per-partition tallies -> stats.
 
-The state is kept per partition (its unique IPs, messages, invalid counts and next offset), so it
-can be snapshotted and restored, and shared between trackers of one group, partition by partition.
-A record whose offset was already counted is skipped: a replay never counts twice.
+The count is kept per partition (snapshots.Tally), so it can be saved and restored partition by
+partition (state.Durable) and shared between the instances of a group. A record whose offset was
+already counted is skipped: a replay never counts twice.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
-import struct
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from lumu_cli.checkers import Checker, Inline
-from lumu_cli.events import Checked, Reason, check_events
+from lumu_cli.events import Checked, Reason
 from lumu_cli.kafka_io import PartitionInfo, Polled
+from lumu_cli.snapshots import Tally
 from lumu_cli.timestamps import format_timestamp
-from lumu_cli.uniques import UniqueIPs
 
-__all__ = ["PartitionTally", "Stats", "Tally", "Tracker"]
+__all__ = ["Stats", "Tracker"]
 
 BATCH = 20_000
 MAX_IN_FLIGHT = 4  # batches read but not counted yet: bounds memory, keeps workers busy
 POLL_SECONDS = 0.1
 PUBLISH_SECONDS = 0.1
 RATE_WINDOW = 5.0
-
-
-@dataclass
-class PartitionTally:
-    """One partition's share of the count, and the offset it has been counted up to."""
-
-    ips: UniqueIPs = field(default_factory=UniqueIPs)
-    next_offset: int = 0
-    messages: int = 0
-    invalid: Counter[str] = field(default_factory=Counter)
-
-    def to_bytes(self) -> bytes:
-        """A self-contained snapshot: a JSON header line, then the serialized set."""
-        header = {"next_offset": self.next_offset, "messages": self.messages}
-        head = json.dumps({**header, "invalid": dict(self.invalid)}).encode()
-        return struct.pack("<I", len(head)) + head + self.ips.to_bytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> PartitionTally:
-        """The tally `to_bytes` wrote; ValueError if `data` is not one."""
-        try:
-            (size,) = struct.unpack_from("<I", data)
-            head = json.loads(data[4 : 4 + size])
-            offset, messages, invalid = head["next_offset"], head["messages"], head["invalid"]
-            ips = UniqueIPs.from_bytes(data[4 + size :])
-            return cls(ips, int(offset), int(messages), Counter(dict(invalid)))
-        except (struct.error, TypeError, KeyError, AttributeError) as exc:
-            raise ValueError(f"not a lumu partition snapshot: {exc!r}") from None
-
-
-class Tally:
-    """The exact count over every partition seen: unique IPs, messages, invalid by reason."""
-
-    def __init__(self) -> None:
-        self.partitions: dict[int, PartitionTally] = {}
-        self.ips = UniqueIPs()  # the union of the partitions' sets, kept: a union costs a merge
-
-    @property
-    def messages(self) -> int:
-        return sum(part.messages for part in self.partitions.values())
-
-    @property
-    def invalid(self) -> Counter[str]:
-        return sum((part.invalid for part in self.partitions.values()), Counter())
-
-    def count(
-        self, partition: int, offsets: Sequence[int], values: Sequence[bytes | None]
-    ) -> tuple[Checked, int]:
-        """Count the records not counted yet; their check and the index of the first one."""
-        skip = bisect.bisect_left(offsets, self.next_offset(partition))
-        checked = check_events(values[skip:])
-        self.apply(partition, offsets[skip:], checked)
-        return checked, skip
-
-    def next_offset(self, partition: int) -> int:
-        """The offset the partition is counted up to (0 for one not seen yet)."""
-        part = self.partitions.get(partition)
-        return part.next_offset if part else 0
-
-    def apply(self, partition: int, offsets: Sequence[int], checked: Checked) -> None:
-        """Count the checked records at `offsets` (none of them counted yet)."""
-        part = self.partitions.setdefault(partition, PartitionTally())
-        for ips in (part.ips, self.ips):
-            ips.add_v4(checked.v4)
-            ips.add_v6(checked.v6)
-        part.messages += len(offsets)
-        part.invalid.update(checked.invalid)
-        if offsets:
-            part.next_offset = offsets[-1] + 1
-
-    def restore(self, partition: int, tally: PartitionTally) -> None:
-        """Take over a partition's snapshot (one not counted here yet)."""
-        self.partitions[partition] = tally
-        self.ips.update(tally.ips)
 
 
 @dataclass(frozen=True)
@@ -125,6 +49,15 @@ class Stats:
     def invalid_total(self) -> int:
         return sum(self.invalid.values())
 
+    @property
+    def as_of(self) -> str | None:
+        """When the oldest snapshot followed was written (None: every partition counted here)."""
+        return min((p.as_of for p in self.partitions if not p.local and p.as_of), default=None)
+
+    def lag(self, *, local: bool) -> int:
+        """Records not yet counted: by this instance (local), or in the snapshots followed."""
+        return sum(p.lag or 0 for p in self.partitions if p.local == local)
+
     def summary(self) -> dict[str, object]:
         """The one JSON line `track` prints at the end."""
         return {
@@ -143,7 +76,18 @@ class Source(Protocol):
     brokers_up: threading.Event
 
     def poll(self, max_records: int, timeout: float) -> Polled: ...
-    def done(self, next_offsets: dict[int, int]) -> None: ...
+    def partitions(self) -> list[PartitionInfo]: ...
+
+
+class Keeper(Protocol):
+    """Where the count's state is kept (state.Ephemeral, state.Durable), told of every change."""
+
+    def assigned(self, partitions: list[int]) -> dict[int, int]: ...
+    def revoked(self, partitions: list[int]) -> None: ...
+    def lost(self, partitions: list[int]) -> None: ...
+    def counted(self, next_offsets: dict[int, int]) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def finish(self) -> None: ...
     def partitions(self) -> list[PartitionInfo]: ...
 
 
@@ -167,17 +111,20 @@ class Tracker:
         self,
         source: Source,
         *,
+        tally: Tally | None = None,
+        keeper: Keeper | None = None,
         exit_at_end: bool = False,
         on_invalid: InvalidReport | None = None,
         on_error: Callable[[str], None] | None = None,
         checker: Checker | None = None,
     ) -> None:
         self.source = source
+        self.tally = tally or Tally()
+        self.keeper = keeper
         self.checker = checker or Inline()
         self.exit_at_end = exit_at_end
         self.on_invalid = on_invalid
         self.on_error = on_error  # told each distinct consumer error once
-        self.tally = Tally()
         self.stop = threading.Event()
         self.errors: Counter[str] = Counter()
         self._started = time.monotonic()
@@ -197,20 +144,53 @@ class Tracker:
                 self._read_batch(batch)
                 self._count(wait=len(self._in_flight) > MAX_IN_FLIGHT)
                 now = time.monotonic()
+                if self.keeper:
+                    self.keeper.tick(now)
                 if now - published >= PUBLISH_SECONDS:
                     self.stats, published = self._snapshot(), now
                 if self.exit_at_end and self._reached_end():
                     break
             self._count(wait=True, every=True)
+            if self.keeper:
+                self.keeper.finish()
         finally:
             self.checker.close()
         self.stats = self._snapshot()
         return self.stats
 
+    # ------------------------------------------------------------ rebalance (kafka_io.Rebalance)
+
+    def assigned(self, partitions: list[int]) -> dict[int, int]:
+        """Where to start each partition now assigned (told by the consumer, inside its poll)."""
+        for partition in partitions:
+            self._read.pop(partition, None)
+        return self.keeper.assigned(partitions) if self.keeper else {}
+
+    def revoked(self, partitions: list[int]) -> None:
+        """Count what was read of them, then let the state save them."""
+        self._count(wait=True, every=True)
+        if self.keeper:
+            self.keeper.revoked(partitions)
+        for partition in partitions:
+            self._read.pop(partition, None)
+
+    def lost(self, partitions: list[int]) -> None:
+        """What was read of them is dropped: their new owner counts it."""
+        gone = set(partitions)
+        self._in_flight = deque(item for item in self._in_flight if item.partition not in gone)
+        for partition in partitions:
+            self._read.pop(partition, None)
+        if self.keeper:
+            self.keeper.lost(partitions)
+
+    # ------------------------------------------------------------ the loop
+
     def _read_batch(self, batch: Polled) -> None:
         """Send each partition's new records to be checked, in the order they were read."""
         replayed: dict[int, int] = {}
         for partition, values in batch.values.items():
+            if partition not in self.source.assigned:  # read before it was revoked
+                continue
             offsets = batch.offsets[partition]
             read = self._read.get(partition, self.tally.next_offset(partition))
             skip = bisect.bisect_left(offsets, read)  # a replay: those are counted already
@@ -221,8 +201,8 @@ class Tracker:
                 self._in_flight.append(_InFlight(partition, offsets, values, future))
             elif not any(item.partition == partition for item in self._in_flight):
                 replayed[partition] = self.tally.next_offset(partition)  # say again how far
-        if replayed := {p: offset for p, offset in replayed.items() if offset}:
-            self.source.done(replayed)
+        if (replayed := {p: offset for p, offset in replayed.items() if offset}) and self.keeper:
+            self.keeper.counted(replayed)
         self._note(batch)
 
     def _count(self, *, wait: bool, every: bool = False) -> None:
@@ -239,8 +219,8 @@ class Tracker:
                     value = item.values[index]
                     self.on_invalid(item.partition, item.offsets[index], reason, value)
             wait = every
-        if counted:
-            self.source.done(counted)
+        if counted and self.keeper:
+            self.keeper.counted(counted)
 
     def _note(self, batch: Polled) -> None:
         for partition, at_end in batch.at_end.items():
@@ -253,6 +233,9 @@ class Tracker:
     def _reached_end(self) -> bool:
         assigned = self.source.assigned
         return bool(assigned) and assigned <= self._at_end  # what is in flight is counted next
+
+    def _partitions(self) -> list[PartitionInfo]:
+        return self.source.partitions() + (self.keeper.partitions() if self.keeper else [])
 
     def _snapshot(self) -> Stats:
         now = time.monotonic()
@@ -269,6 +252,6 @@ class Tracker:
             rate=rate,
             elapsed=now - self._started,
             updated_at=format_timestamp(datetime.now(UTC)),
-            partitions=tuple(self.source.partitions()),
+            partitions=tuple(sorted(self._partitions(), key=lambda info: info.partition)),
             healthy=self.source.brokers_up.is_set(),
         )

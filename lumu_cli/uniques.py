@@ -8,19 +8,21 @@ changes nothing, which is what makes replaying a Kafka partition safe.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap
 
-__all__ = ["UniqueIPs"]
+__all__ = ["V6_PIECE", "Pieces", "UniqueIPs", "v4_piece", "v6_piece"]
 
 _V6 = np.dtype("S16")  # big-endian address bytes: byte order is numeric order
 _MERGE_AT = 1 << 16
-_HEADER = struct.Struct("<4sII")  # magic, IPv4 bytes, IPv6 count
-_MAGIC = b"LUI1"
+V6_PIECE = 4096  # IPv6 addresses in one piece at most (64 KiB); a fuller piece is split in halves
+FIRST_V6 = bytes(16)  # the lower bound of the first IPv6 piece
+
+V4Piece = BitMap
+V6Piece = npt.NDArray[np.bytes_]
 
 
 class UniqueIPs:
@@ -46,6 +48,20 @@ class UniqueIPs:
         self.v4 |= other.v4
         self._v6 = np.union1d(self.v6, other.v6)  # arrays, not bytes: those lose trailing zeros
 
+    def add_pieces(self, v4: Sequence[V4Piece], v6: Sequence[V6Piece]) -> None:
+        """Add pieces read back from a snapshot (a union in place, in one step each)."""
+        if v4:
+            self.v4 |= _union(list(v4))
+        if v6:
+            self._v6 = np.union1d(self.v6, np.concatenate(v6))
+
+    @classmethod
+    def union(cls, sets: Sequence[UniqueIPs]) -> UniqueIPs:
+        """A new set holding every address of `sets`."""
+        union = cls()
+        union.add_pieces([ips.v4 for ips in sets], [ips.v6 for ips in sets])
+        return union
+
     @property
     def v6(self) -> npt.NDArray[np.bytes_]:
         """The IPv6 addresses, sorted, as 16-byte values."""
@@ -59,31 +75,6 @@ class UniqueIPs:
         if isinstance(address, int):
             return address in self.v4
         return address in self._pending or _find(self._v6, address)
-
-    def to_bytes(self) -> bytes:
-        """A compact, portable serialization (Roaring's own format for IPv4)."""
-        v4 = self.v4.serialize()
-        v6 = self.v6
-        return _HEADER.pack(_MAGIC, len(v4), len(v6)) + v4 + v6.tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> UniqueIPs:
-        """The set `to_bytes` wrote; ValueError if `data` is not one."""
-        if len(data) < _HEADER.size:
-            raise ValueError("not a lumu unique-IP set: too short")
-        magic, v4_size, v6_count = _HEADER.unpack_from(data)
-        body = memoryview(data)[_HEADER.size :]
-        if magic != _MAGIC or len(body) != v4_size + 16 * v6_count:
-            raise ValueError("not a lumu unique-IP set: bad header or length")
-        ips = cls()
-        try:
-            ips.v4 = BitMap.deserialize(bytes(body[:v4_size]))
-        except (ValueError, IndexError) as exc:
-            raise ValueError(f"not a lumu unique-IP set: bad IPv4 bitmap ({exc})") from None
-        ips._v6 = np.frombuffer(body[v4_size:], _V6).copy()
-        if not np.all(ips._v6[1:] > ips._v6[:-1]):
-            raise ValueError("not a lumu unique-IP set: IPv6 addresses not sorted and distinct")
-        return ips
 
     def memory_bytes(self) -> int:
         """Approximate bytes held by the set's own arrays (for status and benchmarks)."""
@@ -101,6 +92,123 @@ class UniqueIPs:
         seen = at < len(self._v6)
         seen[seen] = self._v6[at[seen]] == new[seen]
         self._v6 = np.insert(self._v6, at[~seen], new[~seen])
+
+
+def _union(maps: list[BitMap]) -> BitMap:
+    """The union of many bitmaps, as a tree: OR-ing one by one costs a pass over the result each."""
+    while len(maps) > 1:
+        maps = [BitMap.union(*maps[at : at + 16]) for at in range(0, len(maps), 16)]
+    return maps[0] if maps else BitMap()
+
+
+def v4_piece(key: int, data: bytes) -> V4Piece:
+    """IPv4 piece `key` read back; ValueError unless all its addresses have high 16 bits `key`."""
+    try:
+        piece = BitMap.deserialize(data)
+    except (ValueError, IndexError, OverflowError) as exc:
+        raise ValueError(f"not a Roaring bitmap ({exc})") from None
+    if piece and not (piece.min() >> 16 == piece.max() >> 16 == key):
+        raise ValueError(f"addresses outside IPv4 piece {key:04x}")
+    return piece
+
+
+def v6_piece(bound: bytes, data: bytes) -> V6Piece:
+    """IPv6 piece from `bound` read back; ValueError unless sorted distinct addresses >= bound."""
+    if len(data) % 16:
+        raise ValueError(f"{len(data)} bytes is not a whole number of IPv6 addresses")
+    piece = np.frombuffer(data, _V6)
+    if len(piece) and piece[0] < np.array(bound, _V6):
+        raise ValueError("addresses below the piece's lower bound")
+    if not np.all(piece[1:] > piece[:-1]):
+        raise ValueError("IPv6 addresses not sorted and distinct")
+    return piece
+
+
+class Pieces:
+    """Which bounded pieces of one set changed since they were last written, and their bytes.
+
+    IPv4 is cut by Roaring container (the high 16 bits: 8 KiB at most), IPv6 into ranges of at
+    most V6_PIECE addresses, each named by its lower bound. A set only grows, so a piece changed
+    exactly when it holds more addresses than when it was last written.
+    """
+
+    def __init__(self, ips: UniqueIPs, v6_bounds: Iterable[bytes] = ()) -> None:
+        self.ips = ips
+        high = np.frombuffer(ips.v4.to_array(), np.uint32) >> 16
+        self._written4 = np.bincount(high, minlength=1 << 16)
+        self._bounds = np.array(sorted({FIRST_V6, *v6_bounds}), _V6)
+        bounds = map(_address, self._bounds)
+        self._written6 = dict(zip(bounds, self._sizes6(self._bounds), strict=True))
+        self._touched4 = BitMap()
+        self._touched6: set[bytes] = set()
+        self._proposed: tuple[dict[int, int], dict[bytes, int]] = ({}, {})
+
+    def touch(self, v4: Sequence[int], v6: Sequence[bytes]) -> None:
+        """Note addresses just added to the set (their pieces may have changed)."""
+        self._touched4.update(v4)
+        self._touched6.update(v6)
+
+    def changed(self) -> list[tuple[str, bytes]]:
+        """(name, bytes) of each piece that changed since `written`: 'v4/00ff', 'v6/<hex>'."""
+        written4: dict[int, int] = {}
+        keys = np.unique(np.frombuffer(self._touched4.to_array(), np.uint32) >> 16).tolist()
+        records = []
+        for key in keys:
+            size = self.ips.v4.range_cardinality(key << 16, (key + 1) << 16)
+            if size != self._written4[key]:
+                piece = self.ips.v4 & BitMap(range(key << 16, (key + 1) << 16))
+                records.append((f"v4/{key:04x}", piece.serialize()))
+                written4[key] = size
+        written6: dict[bytes, int] = {}
+        for bound, addresses in self._changed6():
+            records.append((f"v6/{bound.hex()}", addresses.tobytes()))
+            written6[bound] = len(addresses)
+        self._proposed = (written4, written6)
+        return records
+
+    def written(self) -> None:
+        """The pieces `changed` gave are stored: start noting changes afresh."""
+        written4, written6 = self._proposed
+        for key, size in written4.items():
+            self._written4[key] = size
+        new = [bound for bound in written6 if bound not in self._written6]
+        if new:
+            self._bounds = np.union1d(self._bounds, np.array(new, _V6))
+        self._written6.update(written6)
+        self._touched4.clear()
+        self._touched6.clear()
+        self._proposed = ({}, {})
+
+    def v6_bounds(self) -> set[bytes]:
+        """The lower bounds that name the IPv6 pieces written so far."""
+        return set(self._written6)
+
+    def _changed6(self) -> Iterable[tuple[bytes, V6Piece]]:
+        if not self._touched6:
+            return
+        v6, bounds = self.ips.v6, self._bounds
+        touched = np.array(sorted(self._touched6), _V6)
+        for at in np.unique(np.searchsorted(bounds, touched, side="right") - 1).tolist():
+            low = int(np.searchsorted(v6, bounds[at]))
+            high = int(np.searchsorted(v6, bounds[at + 1])) if at + 1 < len(bounds) else len(v6)
+            bound = _address(bounds[at])
+            if high - low == self._written6[bound]:
+                continue
+            step = V6_PIECE if high - low <= V6_PIECE else V6_PIECE // 2
+            for start in range(low, high, step):
+                first = bound if start == low else _address(v6[start])
+                yield first, v6[start : min(start + step, high)]
+
+    def _sizes6(self, bounds: npt.NDArray[np.bytes_]) -> list[int]:
+        v6 = self.ips.v6
+        starts = np.searchsorted(v6, bounds)
+        ends = np.append(starts[1:], len(v6))
+        return (ends - starts).tolist()  # type: ignore[no-any-return]
+
+
+def _address(value: np.bytes_) -> bytes:
+    """An IPv6 array element as its 16 bytes (numpy drops trailing NULs when it reads one)."""
+    return bytes(value).ljust(16, b"\0")
 
 
 def _find(values: npt.NDArray[np.bytes_], address: bytes) -> bool:

@@ -7,6 +7,7 @@ import signal
 
 from lumu_cli.checkers import POOL_MIN, Inline, Pooled
 from lumu_cli.events import Synth
+from lumu_cli.state import Ephemeral
 from lumu_cli.tracker import Tracker
 from tests.test_tracker import FakeSource, batch, numbered
 
@@ -57,7 +58,7 @@ def test_a_tracker_with_workers_counts_and_commits_exactly_as_one_without() -> N
     results = []
     for checker in (Inline(), Pooled(1)):
         source = FakeSource(script(), assigned={0, 1})
-        tracker = Tracker(source, exit_at_end=True, checker=checker)
+        tracker = Tracker(source, keeper=Ephemeral(source), exit_at_end=True, checker=checker)
         source.exhausted = tracker.stop.set
         stats = tracker.run()
         stored = {p: o for call in source.done_calls for p, o in call.items()}  # the last of each

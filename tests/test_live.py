@@ -15,7 +15,11 @@ STATS = Stats(
     rate=51_234.4,
     elapsed=3725.0,
     updated_at="2026-11-28T07:00:00.000Z",
-    partitions=(PartitionInfo(0, 700_000, 700_010), PartitionInfo(1, None, None)),
+    partitions=(
+        PartitionInfo(0, 700_000, 700_010),
+        PartitionInfo(1, None, None),
+        PartitionInfo(2, 650_000, 650_042, local=False, as_of="2026-11-28T06:59:59.000Z"),
+    ),
     healthy=False,
 )
 
@@ -49,8 +53,9 @@ def test_live_view_shows_every_figure_of_the_snapshot() -> None:
     ]:
         assert any(label in line and value in line for line in text.splitlines()), label
     rows = [line.split() for line in text.splitlines()]
-    assert ["│", "0", "700,000", "10", "│"] in rows
-    assert ["│", "1", "-", "-", "│"] in rows
+    assert ["│", "0", "700,000", "10", "here", "│"] in rows
+    assert ["│", "1", "-", "-", "here", "│"] in rows
+    assert ["│", "2", "650,000", "42", "elsewhere,", "as", "of", "06:59:59", "│"] in rows
 
 
 def test_live_view_of_a_healthy_broker_does_not_warn() -> None:
@@ -61,5 +66,7 @@ def test_live_view_of_a_healthy_broker_does_not_warn() -> None:
 def test_status_line_is_one_plain_line() -> None:
     assert status_line(STATS) == (
         "lumu: 1,234,567 unique IPs, 2,000,000 messages (51,234/s), 15 invalid, lag 10, "
-        "broker unreachable"
+        "state lag 42, broker unreachable"
     )
+    only_here = Stats(3, 4, {}, 0.0, 1.0, "2026-11-28T07:00:00.000Z", STATS.partitions[:1])
+    assert status_line(only_here) == ("lumu: 3 unique IPs, 4 messages (0/s), 0 invalid, lag 10")

@@ -27,9 +27,34 @@ STATS = Stats(
     rate=250.5,
     elapsed=42.0,
     updated_at="2024-09-18T14:14:10.124Z",
-    partitions=(PartitionInfo(0, 100, 130), PartitionInfo(1, None, 50), PartitionInfo(2, 9, 9)),
+    partitions=(
+        PartitionInfo(0, 100, 130),
+        PartitionInfo(1, None, 50),
+        PartitionInfo(2, 9, 9),
+        PartitionInfo(3, 40, 45, local=False, as_of="2024-09-18T14:14:09.500Z"),
+        PartitionInfo(4, 70, 70, local=False, as_of="2024-09-18T14:14:08.000Z"),
+    ),
     healthy=True,
 )
+PARTITIONS = [
+    {"partition": 0, "owner": "here", "offset": 100, "lag": 30},
+    {"partition": 1, "owner": "here", "offset": None, "lag": None},
+    {"partition": 2, "owner": "here", "offset": 9, "lag": 0},
+    {
+        "partition": 3,
+        "owner": "elsewhere",
+        "offset": 40,
+        "lag": 5,
+        "as_of": "2024-09-18T14:14:09.500Z",
+    },
+    {
+        "partition": 4,
+        "owner": "elsewhere",
+        "offset": 70,
+        "lag": 0,
+        "as_of": "2024-09-18T14:14:08.000Z",
+    },
+]
 
 
 class Snapshot:
@@ -150,6 +175,10 @@ def test_count_is_json_of_the_snapshot(conn: http.client.HTTPConnection) -> None
         "messages": 98765,
         "invalid": 7 + 1 + 30,
         "updated_at": "2024-09-18T14:14:10.124Z",
+        "as_of": "2024-09-18T14:14:08.000Z",  # the oldest snapshot followed
+        "lag": 30,
+        "state_lag": 5,
+        "partitions": PARTITIONS,
     }
 
 
@@ -163,6 +192,10 @@ def test_count_follows_the_latest_snapshot(
         "messages": 6,
         "invalid": 0,
         "updated_at": STATS.updated_at,
+        "as_of": "2024-09-18T14:14:08.000Z",
+        "lag": 30,
+        "state_lag": 5,
+        "partitions": PARTITIONS,
     }
 
 
@@ -204,6 +237,12 @@ def test_metrics_are_prometheus_text_with_the_snapshot_numbers(
         if name == "lumu_partition_lag"
     }
     assert lag == {"0": 130 - 100, "2": 0}  # partition 1 has no known position: no sample
+    state_lag = {
+        dict(labels)["partition"]: value
+        for (name, labels), value in values.items()
+        if name == "lumu_state_lag"
+    }
+    assert state_lag == {"3": 45 - 40, "4": 0}  # only the partitions counted elsewhere
     assert values[("lumu_up", frozenset())] == 1
 
 

@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import pytest
-
 from lumu_cli.events import Reason
 from lumu_cli.kafka_io import PartitionInfo, Polled
-from lumu_cli.tracker import PartitionTally, Stats, Tally, Tracker
+from lumu_cli.snapshots import Tally
+from lumu_cli.state import Ephemeral
+from lumu_cli.tracker import Stats, Tracker
 
 STAMP = "2023-11-14T22:13:20.123Z"
 NOT_JSON = b"{not json"
@@ -80,6 +80,7 @@ class FakeSource:
     exhausted: Callable[[], None] = lambda: None
     polls: int = 0
     overrun: bool = False
+    from_beginning: bool = False
     done_calls: list[dict[int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ class FakeSource:
 
 def tracker_for(source: FakeSource, *, exit_at_end: bool = False) -> Tracker:
     """A tracker over `source`, stopped once the source has nothing more to play."""
-    tracker = Tracker(source, exit_at_end=exit_at_end)
+    tracker = Tracker(source, keeper=Ephemeral(source), exit_at_end=exit_at_end)
     source.exhausted = tracker.stop.set
     return tracker
 
@@ -173,77 +174,6 @@ def test_per_partition_tallies_add_up_to_the_totals() -> None:
     assert len(tally.ips) == distinct(seen)  # addresses shared by partitions count once
     assert sum(len(p.ips) for p in parts) > len(tally.ips)
     assert all(p.next_offset == 62 for p in parts)
-
-
-def test_partition_tally_round_trips_through_bytes() -> None:
-    tally, _ = _three_partitions()
-    for part in tally.partitions.values():
-        copy = PartitionTally.from_bytes(part.to_bytes())
-        assert (copy.next_offset, copy.messages, copy.invalid) == (
-            part.next_offset,
-            part.messages,
-            part.invalid,
-        )
-        assert len(copy.ips) == len(part.ips)
-    empty = PartitionTally.from_bytes(PartitionTally().to_bytes())
-    assert (empty.next_offset, empty.messages, empty.invalid, len(empty.ips)) == (0, 0, {}, 0)
-
-
-def test_restore_takes_over_a_snapshot_and_a_replay_adds_nothing() -> None:
-    original, seen = _three_partitions()
-    resumed = Tally()
-    for partition, part in original.partitions.items():
-        resumed.restore(partition, PartitionTally.from_bytes(part.to_bytes()))
-    assert (resumed.messages, len(resumed.ips), resumed.invalid) == (
-        original.messages,
-        distinct(seen),
-        original.invalid,
-    )
-    resumed.count(1, range(50, 62), [event(v4(99))] * 12)  # offsets already counted: replayed
-    resumed.count(1, [62], [event(v4(99))])  # the first new record
-    assert resumed.messages == original.messages + 1
-    assert len(resumed.ips) == distinct([*seen, v4(99)])
-
-
-def test_restore_counts_an_address_already_seen_in_another_partition_once() -> None:
-    shared = "2001:db8::100"
-    here, there = Tally(), Tally()
-    here.count(0, [0], [event(shared)])
-    there.count(1, [0], [event(shared)])
-    here.restore(1, PartitionTally.from_bytes(there.partitions[1].to_bytes()))
-    assert len(here.ips) == 1
-
-
-def _header(head: bytes) -> bytes:
-    return len(head).to_bytes(4, "little") + head + PartitionTally().ips.to_bytes()
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        pytest.param(_header(b"not json"), id="header not JSON"),
-        pytest.param(PartitionTally().to_bytes()[:-1], id="truncated set"),
-        pytest.param(
-            b"",
-            id="empty",
-        ),
-        pytest.param(
-            b"\x01\x00",
-            id="shorter than the length prefix",
-        ),
-        pytest.param(
-            _header(b"[]"),
-            id="header a JSON array",
-        ),
-        pytest.param(
-            _header(b"{}"),
-            id="header without next_offset",
-        ),
-    ],
-)
-def test_partition_tally_from_bytes_rejects_garbage_with_value_error(data: bytes) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011  # the documented contract is just ValueError
-        PartitionTally.from_bytes(data)
 
 
 # ---------------------------------------------------------------- Tracker.run

@@ -49,9 +49,11 @@ def running(bootstrap: str, topic: str, *args: str) -> Iterator[tuple[subprocess
     )  # fmt: skip
     try:
         assert process.stderr is not None
-        line = process.stderr.readline()
-        match = re.search(r"serving (http://\S+)/count", line)
-        assert match, line + process.stderr.read()
+        said = ""  # the state lines (created, restored) come first
+        while not (match := re.search(r"serving (http://\S+)/count", said)):
+            line = process.stderr.readline()
+            assert line, said  # it exited without serving
+            said += line
         yield process, match[1]
     finally:
         if process.poll() is None:

@@ -176,15 +176,19 @@ def test_first_invalid_record_of_each_reason_is_named_on_stderr(
     assert "Traceback" not in done.stderr
 
 
-def test_a_new_group_counts_the_same_and_a_group_resumes_after_its_commit(
+def test_a_new_group_counts_the_same_and_a_group_resumes_from_its_state(
     bootstrap: str, seeded: tuple[str, dict[str, Any]]
 ) -> None:
     topic, _ = seeded
     first = track_to_end(bootstrap, topic, "--from-beginning", "--group", "g1")
     second = track_to_end(bootstrap, topic, "--from-beginning", "--group", "g2")
     assert first == {**second, "elapsed": first["elapsed"]}
-    # g1 committed what it counted: without --from-beginning it starts after it.
+    # g1's state holds the whole topic: it restores it and reads nothing twice.
     resumed = track_to_end(bootstrap, topic, "--group", "g1")
+    assert resumed == {**first, "elapsed": resumed["elapsed"]}
+    # Without state, a group starts after what it committed, with a count of its own.
+    track_to_end(bootstrap, topic, "--from-beginning", "--group", "g3", "--no-state")
+    resumed = track_to_end(bootstrap, topic, "--group", "g3", "--no-state")
     assert (resumed["messages"], resumed["unique_ips"]) == (0, 0)
 
 

@@ -1,0 +1,273 @@
+"""The count's state, partition by partition, and the records that hold it in the state topic.
+
+Each partition of the tracked topic has a tally: its unique-IP set, the offset it is counted up to,
+its messages and its invalid counts. A tally is kept as records of a compacted topic, keyed so
+that compaction keeps the latest of each:
+
+    <topic>/<partition>/meta        JSON: next_offset, messages, invalid, unique_ips, written_at
+    <topic>/<partition>/v4/<hhhh>   the IPv4 addresses whose high 16 bits are hhhh (Roaring)
+    <topic>/<partition>/v6/<hex>    at most 4096 sorted IPv6 addresses from the bound <hex>
+
+Every value starts with b"LUMU" and the format version. A commit writes the pieces that changed
+and then the meta, in one transaction, so a read_committed reader only ever sees whole snapshots.
+Pure: nothing here knows Kafka.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lumu_cli.events import Checked, check_events
+from lumu_cli.uniques import Pieces, UniqueIPs, V4Piece, V6Piece, v4_piece, v6_piece
+
+__all__ = ["FORMAT", "Meta", "PartitionTally", "StateRecord", "Tally", "decode"]
+
+FORMAT = 1
+MAGIC = b"LUMU"
+_HEAD = MAGIC + bytes([FORMAT])
+
+
+@dataclass
+class PartitionTally:
+    """One partition's share of the count, and the offset it has been counted up to."""
+
+    ips: UniqueIPs = field(default_factory=UniqueIPs)
+    next_offset: int = 0
+    messages: int = 0
+    invalid: Counter[str] = field(default_factory=Counter)
+    written_at: str | None = None  # of the snapshot it was restored from or last written as
+    saved_offset: int | None = None  # next_offset of that snapshot (None: never written)
+    saved_unique: int = 0  # its unique_ips
+    pieces: Pieces | None = None  # while counted here: which pieces changed since the snapshot
+    v6_bounds: set[bytes] = field(default_factory=set)  # while followed: its IPv6 pieces' names
+
+    def meta(self, written_at: str) -> bytes:
+        body = {
+            "next_offset": self.next_offset,
+            "messages": self.messages,
+            "invalid": dict(sorted(self.invalid.items())),
+            "unique_ips": len(self.ips),
+            "written_at": written_at,
+        }
+        return _HEAD + json.dumps(body).encode()
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What a snapshot says besides its addresses."""
+
+    next_offset: int
+    messages: int
+    invalid: dict[str, int]
+    unique_ips: int
+    written_at: str
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """One record of the state topic, read back: whose it is, which piece, and its content."""
+
+    topic: str
+    partition: int
+    piece: str  # "meta", "v4/00ff" or "v6/<32 hex digits>"
+    value: Meta | V4Piece | V6Piece | None  # None: a tombstone
+
+
+def key(topic: str, partition: int, piece: str) -> bytes:
+    return f"{topic}/{partition}/{piece}".encode()
+
+
+def decode(raw_key: bytes | None, raw_value: bytes | None) -> StateRecord:
+    """A state record read back; ValueError naming what is wrong with it."""
+    try:
+        topic, partition, piece = (raw_key or b"").decode().split("/", 2)
+        number = int(partition)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(f"not a lumu state record (key {raw_key!r})") from None
+    if raw_value is None:
+        return StateRecord(topic, number, piece, None)
+    if raw_value[:4] != MAGIC or len(raw_value) < 5:
+        raise ValueError(f"not a lumu state record (key {raw_key!r})")
+    if raw_value[4] != FORMAT:
+        raise ValueError(
+            f"written in state format {raw_value[4]}; this lumu reads format {FORMAT} "
+            "(use the lumu that wrote it, or --reset to count again)"
+        )
+    body = raw_value[5:]
+    kind, _, name = piece.partition("/")
+    try:
+        if piece == "meta":
+            return StateRecord(topic, number, piece, _meta(body))
+        if kind == "v4" and len(name) == 4:
+            return StateRecord(topic, number, piece, v4_piece(int(name, 16), body))
+        if kind == "v6" and len(name) == 32:
+            return StateRecord(topic, number, piece, v6_piece(bytes.fromhex(name), body))
+    except ValueError as exc:
+        raise ValueError(f"partition {number} piece {piece}: {exc}") from None
+    raise ValueError(f"not a lumu state record (key {raw_key!r})")
+
+
+def _meta(body: bytes) -> Meta:
+    try:
+        meta = Meta(**json.loads(body))
+        counts = [meta.next_offset, meta.messages, meta.unique_ips, *meta.invalid.values()]
+        if not all(type(n) is int and n >= 0 for n in counts) or not isinstance(
+            meta.written_at, str
+        ):
+            raise ValueError
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"bad meta {body[:80]!r}") from None
+    return meta
+
+
+class Tally:
+    """The exact count over every partition: unique IPs, messages, invalid by reason.
+
+    Partitions counted here (`local`) grow record by record; the others follow their owners'
+    snapshots. The union of every partition's set is kept, since a union costs a merge.
+    """
+
+    def __init__(self) -> None:
+        self.partitions: dict[int, PartitionTally] = {}
+        self.local: set[int] = set()
+        self.ips = UniqueIPs()
+
+    @property
+    def messages(self) -> int:
+        return sum(part.messages for part in self.partitions.values())
+
+    @property
+    def invalid(self) -> Counter[str]:
+        return sum((part.invalid for part in self.partitions.values()), Counter())
+
+    def count(
+        self, partition: int, offsets: Sequence[int], values: Sequence[bytes | None]
+    ) -> tuple[Checked, int]:
+        """Count the records not counted yet; their check and the index of the first one."""
+        skip = bisect.bisect_left(offsets, self.next_offset(partition))
+        checked = check_events(values[skip:])
+        self.apply(partition, offsets[skip:], checked)
+        return checked, skip
+
+    def next_offset(self, partition: int) -> int:
+        """The offset the partition is counted up to (0 for one not seen yet)."""
+        part = self.partitions.get(partition)
+        return part.next_offset if part else 0
+
+    def apply(self, partition: int, offsets: Sequence[int], checked: Checked) -> None:
+        """Count the checked records at `offsets` (none of them counted yet)."""
+        part = self.partitions.setdefault(partition, PartitionTally())
+        pieces = part.pieces
+        before = len(part.ips.v4) if pieces else 0
+        for ips in (part.ips, self.ips):
+            ips.add_v4(checked.v4)
+            ips.add_v6(checked.v6)
+        if pieces:  # a batch of addresses seen before changes no piece: most batches, usually
+            pieces.touch(checked.v4 if len(part.ips.v4) != before else (), checked.v6)
+        part.messages += len(offsets)
+        part.invalid.update(checked.invalid)
+        if offsets:
+            part.next_offset = offsets[-1] + 1
+
+    # ------------------------------------------------------------ snapshots
+
+    def take(self, partition: int, start: int) -> bool:
+        """Count `partition` here from now on: from its snapshot, or from `start` if it has none.
+
+        True if it had a snapshot.
+        """
+        part = self.partitions.get(partition)
+        restored = part is not None and part.saved_offset is not None
+        if part is None or not restored:
+            self._drop(partition)
+            part = self.partitions[partition] = PartitionTally(next_offset=start)
+        assert part is not None
+        part.pieces = Pieces(part.ips, part.v6_bounds)
+        part.v6_bounds = set()
+        self.local.add(partition)
+        return restored
+
+    def give(self, partition: int) -> None:
+        """`partition` is counted elsewhere now: follow its snapshots (its last one is ours)."""
+        self.local.discard(partition)
+        part = self.partitions.get(partition)
+        if part is not None and part.pieces is not None:
+            part.v6_bounds = part.pieces.v6_bounds()
+            part.pieces = None
+
+    def changes(self, topic: str, partitions: Iterable[int], now: str) -> list[tuple[bytes, bytes]]:
+        """The records that bring each local partition's snapshot up to date (meta last)."""
+        records = []
+        for partition in sorted(partitions):
+            part = self.partitions[partition]
+            assert part.pieces is not None, f"partition {partition} is not counted here"
+            pieces = part.pieces.changed()
+            if pieces or part.next_offset != part.saved_offset:
+                records += [(key(topic, partition, name), _HEAD + body) for name, body in pieces]
+                records.append((key(topic, partition, "meta"), part.meta(now)))
+        return records
+
+    def written(self, partitions: Iterable[int], now: str) -> None:
+        """The records `changes` gave for `partitions` are committed."""
+        for partition in partitions:
+            part = self.partitions[partition]
+            assert part.pieces is not None
+            part.pieces.written()
+            part.saved_offset, part.saved_unique = part.next_offset, len(part.ips)
+            part.written_at = now
+
+    def read(self, topic: str, records: Iterable[StateRecord]) -> None:
+        """Follow the snapshots of partitions counted elsewhere (in the order they were written)."""
+        v4: dict[int, list[V4Piece]] = {}
+        v6: dict[int, list[V6Piece]] = {}
+        for record in records:
+            if record.topic != topic or record.partition in self.local:
+                continue
+            if record.value is None:  # the state was reset: start that partition afresh
+                v4.pop(record.partition, None)
+                v6.pop(record.partition, None)
+                self._drop(record.partition)
+                continue
+            part = self.partitions.setdefault(record.partition, PartitionTally())
+            if isinstance(record.value, Meta):
+                _follow(part, record.value)
+            elif record.piece.startswith("v4/"):
+                v4.setdefault(record.partition, []).append(record.value)  # type: ignore[arg-type]
+            else:
+                part.v6_bounds.add(bytes.fromhex(record.piece[3:]))
+                v6.setdefault(record.partition, []).append(record.value)  # type: ignore[arg-type]
+        for partition in v4.keys() | v6.keys():
+            pieces4, pieces6 = v4.get(partition, []), v6.get(partition, [])
+            self.partitions[partition].ips.add_pieces(pieces4, pieces6)
+            self.ips.add_pieces(pieces4, pieces6)
+
+    def check(self) -> list[str]:
+        """What does not add up in the followed snapshots (each a reason); [] if all is well."""
+        return [
+            f"partition {partition} holds {len(part.ips)} unique IPs, its meta says "
+            f"{part.saved_unique} (pieces missing?)"
+            for partition, part in sorted(self.partitions.items())
+            if partition not in self.local and len(part.ips) != part.saved_unique
+        ]
+
+    def clear(self) -> None:
+        """Forget every partition (to read the state again)."""
+        self.partitions.clear()
+        self.local.clear()
+        self.ips = UniqueIPs()
+
+    def _drop(self, partition: int) -> None:
+        if self.partitions.pop(partition, None) is not None:
+            self.ips = UniqueIPs.union([part.ips for part in self.partitions.values()])
+
+
+def _follow(part: PartitionTally, meta: Meta) -> None:
+    part.next_offset = part.saved_offset = meta.next_offset
+    part.messages = meta.messages
+    part.invalid = Counter(meta.invalid)
+    part.saved_unique = meta.unique_ips
+    part.written_at = meta.written_at

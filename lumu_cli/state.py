@@ -1,0 +1,380 @@
+"""Where the count's state lives: in memory only (`Ephemeral`), or in the group's state topic.
+
+`Durable` keeps each partition's tally in the compacted topic `<group>-lumu-state`:
+  - restore: at start, the whole topic is read (read_committed), so every partition's last
+    snapshot is known; a partition assigned here resumes at its snapshot's next offset;
+  - start: a partition with no snapshot gets one at once, at the offset it starts from;
+  - commit: every commit interval, the pieces that changed and each partition's meta are written
+    in one transaction with the group's offsets (the snapshot's offsets are the truth);
+  - rebalance: revoked partitions are committed before they are given up; lost ones are not,
+    and everything is read again from the topic, as at a restart;
+  - follow: snapshots of the partitions counted elsewhere are read as they commit, so every
+    instance shows the union over all partitions.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from lumu_cli.errors import StateError
+from lumu_cli.kafka_io import (
+    OFFSET_BEGINNING,
+    CommitFailed,
+    Consumed,
+    Ends,
+    PartitionInfo,
+    StateReader,
+    StateRow,
+    Transactions,
+    delete_group,
+    ensure_state_topic,
+    group_members,
+    topic_exists,
+)
+from lumu_cli.snapshots import Meta, StateRecord, Tally, decode, key
+from lumu_cli.timestamps import format_timestamp
+
+__all__ = ["Durable", "Ephemeral", "SavedTopic", "describe", "reset", "state_topic"]
+
+READ_BATCH = 10_000
+CATCH_UP_SECONDS = 120.0  # an open transaction of a killed instance ends within its timeout
+
+
+def state_topic(group: str) -> str:
+    """The compacted topic that holds `group`'s state."""
+    return f"{group}-lumu-state"
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def crash_point(name: str) -> None:
+    """Die at once (as kill -9) if LUMU_CRASH_AT names this point: the fault tests' hook."""
+    if os.environ.get("LUMU_CRASH_AT") == name:
+        os.kill(os.getpid(), 9)
+
+
+def _crash_hook() -> Callable[[str], None] | None:
+    return crash_point if os.environ.get("LUMU_CRASH_AT") else None
+
+
+class Offsets(Protocol):
+    """What `Ephemeral` needs of the consumer (kafka_io.Consumed is one)."""
+
+    from_beginning: bool
+
+    def done(self, next_offsets: dict[int, int]) -> None: ...
+
+
+class Ephemeral:
+    """The count in memory only: offsets are stored after counting and committed every 5 s."""
+
+    def __init__(self, source: Offsets) -> None:
+        self.source = source
+
+    def assigned(self, partitions: list[int]) -> dict[int, int]:
+        if self.source.from_beginning:  # as kcat -o beginning: committed offsets are not used
+            return dict.fromkeys(partitions, OFFSET_BEGINNING)
+        return {}
+
+    def revoked(self, partitions: list[int]) -> None:
+        pass
+
+    def lost(self, partitions: list[int]) -> None:
+        pass
+
+    def counted(self, next_offsets: dict[int, int]) -> None:
+        self.source.done(next_offsets)
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+    def partitions(self) -> list[PartitionInfo]:
+        return []
+
+
+class Durable:
+    """The count kept in `<group>-lumu-state`, shared through it by every instance of the group."""
+
+    def __init__(
+        self,
+        config: dict[str, str],
+        source: Consumed,
+        tally: Tally,
+        *,
+        commit_interval: float,
+        timeout: float,
+        notify: Callable[[str], None],
+    ) -> None:
+        self.source = source
+        self.tally = tally
+        self.commit_interval = commit_interval
+        self.timeout = timeout
+        self.notify = notify
+        self.name = state_topic(source.group)
+        if ensure_state_topic(config, self.name, timeout):
+            notify(f"created state topic {self.name!r} (compacted)")
+        self._reader = StateReader(config, self.name, source.group, timeout)
+        self._writer = Transactions(config, self.name, source.group, timeout, _crash_hook())
+        self._ends = Ends(config, source.topic)
+        self._committed_at = time.monotonic()
+        self._failures: set[str] = set()
+        self.restore_seconds = 0.0
+
+    def restore(self) -> None:
+        """Read every snapshot in the state topic (the time it took is told, and kept)."""
+        started = time.monotonic()
+        self._catch_up()
+        self.restore_seconds = seconds = time.monotonic() - started
+        tally = self.tally
+        self.notify(
+            f"restored {len(tally.partitions)} partitions ({len(tally.ips):,} unique IPs, "
+            f"{tally.messages:,} messages) from {self.name!r} in {seconds:.2f} s"
+        )
+
+    # ------------------------------------------------------------ rebalance
+
+    def assigned(self, partitions: list[int]) -> dict[int, int]:
+        """Resume each partition at its snapshot; one without a snapshot gets one now."""
+        self._catch_up()  # a snapshot its last owner committed while giving it up is read
+        tally, starts = self.tally, {}
+        new = [p for p in partitions if not tally.take(p, 0)]
+        for partition in set(partitions) - set(new):
+            starts[partition] = tally.partitions[partition].next_offset
+        if new:
+            if committed := self.source.committed(new, self.timeout):
+                which = ", ".join(map(str, sorted(committed)))
+                raise StateError(
+                    f"group {self.source.group!r} has committed offsets for partition(s) "
+                    f"{which} of {self.source.topic!r} but no saved state in {self.name!r}; "
+                    "--reset discards them and counts again from the start"
+                )
+            for partition in new:
+                low, high = self.source.bounds(partition, self.timeout)
+                starts[partition] = low if self.source.from_beginning else high
+                tally.take(partition, starts[partition])
+            crash_point("before-first-commit")
+            if not self._commit(new):  # the start position, recorded at once
+                raise StateError(f"cannot record the start of a new partition in {self.name!r}")
+        return starts
+
+    def revoked(self, partitions: list[int]) -> None:
+        """Commit the partitions given up, then follow them as any other's."""
+        mine = [p for p in partitions if p in self.tally.local]
+        committed = self._commit(mine)
+        for partition in mine:
+            self.tally.give(partition)
+        if not committed:  # what was counted since the last commit is not in any snapshot
+            self._reload()
+
+    def lost(self, partitions: list[int]) -> None:
+        """Not committed (others may own them already): read the state again, as at a restart."""
+        self.notify(
+            f"partition(s) {', '.join(map(str, sorted(partitions)))} lost (session timed out?); "
+            "reading the state again"
+        )
+        self._reload()
+
+    # ------------------------------------------------------------ the loop's share
+
+    def counted(self, next_offsets: dict[int, int]) -> None:
+        pass  # the offsets are committed with the snapshot
+
+    def tick(self, now: float) -> None:
+        """Follow the others' snapshots; commit ours when the interval is up."""
+        self._follow(0)
+        if now - self._committed_at >= self.commit_interval and self.source.brokers_up.is_set():
+            self._committed_at = now
+            self._commit(sorted(self.tally.local))
+            remote = set(self.tally.partitions) - self.tally.local
+            self._ends.refresh(remote)
+
+    def finish(self) -> None:
+        """The last commit, on a clean stop."""
+        self._commit(sorted(self.tally.local))
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.close()
+
+    def partitions(self) -> list[PartitionInfo]:
+        """Where each partition counted elsewhere stands, as of its last snapshot."""
+        return [
+            PartitionInfo(
+                partition,
+                part.next_offset,
+                self._ends.latest.get(partition),
+                local=False,
+                as_of=part.written_at,
+            )
+            for partition, part in sorted(self.tally.partitions.items())
+            if partition not in self.tally.local
+        ]
+
+    # ------------------------------------------------------------ state topic I/O
+
+    def _commit(self, partitions: list[int]) -> bool:
+        """Write what changed in `partitions` with their offsets; False if it did not commit."""
+        now = _now()
+        records = self.tally.changes(self.source.topic, partitions, now)
+        if not records:
+            return True
+        offsets = {p: self.tally.partitions[p].next_offset for p in partitions}
+        try:
+            self._writer.commit(records, offsets, self.source)
+        except CommitFailed as exc:
+            if str(exc) not in self._failures:
+                self._failures.add(str(exc))
+                self.notify(f"state commit failed, will retry: {exc}")
+            return False
+        self.tally.written(partitions, now)
+        return True
+
+    def _follow(self, timeout: float) -> int:
+        """Apply the committed records that are there; how many."""
+        rows = self._reader.read(READ_BATCH, timeout)
+        if rows:
+            self.tally.read(self.source.topic, (_decoded(self.name, row) for row in rows))
+        return len(rows)
+
+    def _catch_up(self) -> None:
+        """Read to where the state topic ends now (open transactions end first), then check."""
+        self._reader.aim(self.timeout)
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        while not self._reader.reached():
+            if time.monotonic() > deadline:
+                raise StateError(
+                    f"state topic {self.name!r} could not be read to its end within "
+                    f"{CATCH_UP_SECONDS:g} s (a transaction left open?)"
+                )
+            crash_point("during-restore")
+            self._follow(0.1)
+        if problems := self.tally.check():
+            raise StateError(f"state topic {self.name!r} is inconsistent: {problems[0]}")
+
+    def _reload(self) -> None:
+        self.tally.clear()
+        self._reader.rewind()
+        self.restore()
+
+
+def _decoded(name: str, row: StateRow) -> StateRecord:
+    offset, raw_key, raw_value = row
+    try:
+        return decode(raw_key, raw_value)
+    except ValueError as exc:
+        raise StateError(f"state topic {name!r} offset {offset}: {exc}") from None
+
+
+# ---------------------------------------------------------------- lumu state, --reset
+
+
+@dataclass(frozen=True)
+class SavedPartition:
+    """One partition's saved snapshot, as `lumu state` shows it."""
+
+    partition: int
+    meta: Meta | None  # None: pieces without a meta (never written so by lumu)
+    unique_ips: int
+    pieces: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class SavedTopic:
+    """The saved state of one tracked topic: its partitions and their union."""
+
+    topic: str
+    unique_ips: int
+    partitions: list[SavedPartition]
+
+
+def _read_all(config: dict[str, str], group: str, timeout: float) -> list[StateRow]:
+    reader = StateReader(config, state_topic(group), group, timeout)
+    try:
+        reader.aim(timeout)
+        rows: list[StateRow] = []
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        while not reader.reached() and time.monotonic() < deadline:
+            rows += reader.read(READ_BATCH, 0.1)
+        return rows
+    finally:
+        reader.close()
+
+
+def describe(config: dict[str, str], group: str, timeout: float) -> list[SavedTopic]:
+    """Every partition's saved snapshot in `group`'s state topic, by tracked topic."""
+    name = state_topic(group)
+    if not topic_exists(config, name, timeout):
+        raise StateError(f"group {group!r} has no saved state (no topic {name!r})")
+    rows = _read_all(config, group, timeout)
+    sizes: dict[bytes, int] = {}
+    records = [_decoded(name, row) for row in rows]
+    for (_, raw_key, raw_value), _record in zip(rows, records, strict=True):
+        assert raw_key is not None
+        if raw_value is None:
+            sizes.pop(raw_key, None)
+        else:
+            sizes[raw_key] = len(raw_value)
+    saved = []
+    for topic in sorted({record.topic for record in records}):
+        tally = Tally()
+        tally.read(topic, (record for record in records if record.topic == topic))
+        partitions = []
+        for partition, part in sorted(tally.partitions.items()):
+            prefix = key(topic, partition, "")
+            mine = [size for name, size in sizes.items() if name.startswith(prefix)]
+            meta = (
+                Meta(part.next_offset, part.messages, dict(part.invalid), part.saved_unique,
+                     part.written_at)
+                if part.written_at else None
+            )  # fmt: skip
+            unique = len(part.ips)
+            partitions.append(SavedPartition(partition, meta, unique, len(mine), sum(mine)))
+        if partitions:
+            saved.append(SavedTopic(topic, len(tally.ips), partitions))
+    return saved
+
+
+def reset(config: dict[str, str], group: str, timeout: float) -> int:
+    """Discard `group`'s state and committed offsets; how many records were discarded.
+
+    StateError if the group has members: their state would be written again.
+    """
+    if members := group_members(config, group, timeout):
+        raise StateError(
+            f"cannot reset group {group!r}: it has {members} active member(s); stop them first"
+        )
+    delete_group(config, group, timeout)
+    name = state_topic(group)
+    if not topic_exists(config, name, timeout):
+        return 0
+    live = _live_keys(_read_all(config, group, timeout))
+    if live:
+        writer = Transactions(config, name, group, timeout)
+        try:
+            writer.commit([(raw_key, None) for raw_key in sorted(live)], {}, None)
+        except CommitFailed as exc:
+            raise StateError(f"cannot reset the state in {name!r}: {exc}") from None
+        finally:
+            writer.close()
+    return len(live)
+
+
+def _live_keys(rows: Iterable[StateRow]) -> set[bytes]:
+    """The keys whose last record is not a tombstone."""
+    live: set[bytes] = set()
+    for _, raw_key, raw_value in rows:
+        if raw_key is None:
+            continue
+        (live.add if raw_value is not None else live.discard)(raw_key)
+    return live
