@@ -10,6 +10,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,8 +51,16 @@ class Inline:
         pass
 
 
-def _ignore_ctrl_c() -> None:
+def _worker_start(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once its parent is gone (a kill -9 leaves no one to shut it down)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
 
 
 class Pooled(Inline):
@@ -59,7 +69,7 @@ class Pooled(Inline):
     def __init__(self, workers: int) -> None:
         spawn = multiprocessing.get_context("spawn")  # no fork of librdkafka's threads
         self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            workers, mp_context=spawn, initializer=_ignore_ctrl_c
+            workers, mp_context=spawn, initializer=_worker_start, initargs=(os.getpid(),)
         )
         self._pool.submit(check_events, [])  # start the workers while the group is joined
 

@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,10 +56,20 @@ def _now() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
+_passed: Counter[str] = Counter()
+
+
 def crash_point(name: str) -> None:
-    """Die at once (as kill -9) if LUMU_CRASH_AT names this point: the fault tests' hook."""
-    if os.environ.get("LUMU_CRASH_AT") == name:
-        os.kill(os.getpid(), 9)
+    """Die at once (as kill -9) where LUMU_CRASH_AT=name[@N] says: the fault tests' hook.
+
+    Points: before-first-commit, mid-commit (a transaction written, not committed),
+    during-restore. With @N, the Nth time the point is passed (default: the first).
+    """
+    point, _, nth = os.environ.get("LUMU_CRASH_AT", "").partition("@")
+    if point == name:
+        _passed[name] += 1
+        if _passed[name] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _crash_hook() -> Callable[[str], None] | None:

@@ -10,22 +10,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 LUMU = [sys.executable, "-m", "lumu_cli"]
 
 
-def lumu_env(bootstrap: str, topic: str) -> dict[str, str]:
+def lumu_env(bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
     """The environment for a lumu process aimed at the test broker and `topic`."""
-    return {**os.environ, "LUMU_BOOTSTRAP_SERVERS": bootstrap, "LUMU_TOPIC": topic}
+    return {**os.environ, "LUMU_BOOTSTRAP_SERVERS": bootstrap, "LUMU_TOPIC": topic, **extra}
 
 
-def lumu(bootstrap: str, topic: str, *args: str) -> subprocess.CompletedProcess[str]:
+def lumu(
+    bootstrap: str, topic: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*LUMU, *args],
-        env=lumu_env(bootstrap, topic),
+        env=lumu_env(bootstrap, topic, **(env or {})),
         capture_output=True,
         text=True,
         timeout=240,
@@ -41,10 +43,12 @@ def summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 @contextmanager
-def running(bootstrap: str, topic: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def running(
+    bootstrap: str, topic: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A lumu process that serves HTTP, and its base URL (read from its stderr)."""
     process = subprocess.Popen(
-        [*LUMU, *args], env=lumu_env(bootstrap, topic), stdout=subprocess.PIPE,
+        [*LUMU, *args], env=lumu_env(bootstrap, topic, **(env or {})), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -59,6 +63,14 @@ def running(bootstrap: str, topic: str, *args: str) -> Iterator[tuple[subprocess
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    """Wait for `check` (bounded: the test fails, never hangs)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.2)
 
 
 def get(url: str) -> tuple[int, str, str]:

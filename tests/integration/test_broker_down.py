@@ -9,12 +9,21 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.integration.conftest import BROKER
-from tests.integration.helpers import LUMU, count_when, get, lumu, lumu_env, running, summary
+from tests.integration.helpers import (
+    LUMU,
+    count_when,
+    get,
+    lumu,
+    lumu_env,
+    running,
+    summary,
+    until,
+)
 
 # Below the ephemeral range (32768+), where a client socket could be holding the port.
 PORT = os.environ.get("LUMU_TEST_KAFKA_PORT_2", "29096")
@@ -44,13 +53,6 @@ def broker() -> Iterator[Broker]:
     finally:
         broker.run("stop")
         shutil.rmtree(broker.env["LUMU_KAFKA_DIR"], ignore_errors=True)
-
-
-def until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.2)
 
 
 def test_healthz_turns_503_while_the_broker_is_down_and_back_to_200(
