@@ -99,6 +99,13 @@ CONSUME_TIMEOUT = 300.0  # one lumu track run
 SEED = 20211203
 AIM_MB = 64.0
 SOURCE_PARTITIONS = 3
+STATE_READER = {  # as lumu_cli.kafka_io.StateReader sets them
+    "enable.auto.commit": False,
+    "isolation.level": "read_committed",
+    "enable.partition.eof": True,
+    "fetch.wait.max.ms": 10,
+    "log_level": 0,
+}
 
 V4 = npt.NDArray[np.uint32]
 Results = dict[str, list[dict[str, Any]]]  # each case's results, by case
@@ -359,17 +366,8 @@ def restore_case(bootstrap: str, topic: str, group: str, expect: int) -> dict[st
 def bare_case(bootstrap: str, topic: str) -> dict[str, Any]:
     """Read the state topic to its end, read_committed, counting records and bytes only."""
     began = time.perf_counter()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": fresh_name("bench-state-bare"),  # never joined, never committed
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",  # as StateReader
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 10,
-            "log_level": 0,
-        }
-    )
+    group = fresh_name("bench-state-bare")  # never joined, never committed
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, **STATE_READER})
     partitions = sorted(consumer.list_topics(topic, timeout=TIMEOUT).topics[topic].partitions)
     ends = {
         p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)[1]

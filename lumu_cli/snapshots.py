@@ -102,13 +102,17 @@ def decode(raw_key: bytes | None, raw_value: bytes | None) -> StateRecord:
     try:
         if piece == "meta":
             return StateRecord(topic, number, piece, _meta(body))
-        if kind == "v4" and len(name) == 4:
+        if kind == "v4" and _hex(name, 4):
             return StateRecord(topic, number, piece, v4_piece(int(name, 16), body))
-        if kind == "v6" and len(name) == 32:
+        if kind == "v6" and _hex(name, 32):
             return StateRecord(topic, number, piece, v6_piece(bytes.fromhex(name), body))
     except ValueError as exc:
         raise ValueError(f"partition {number} piece {piece}: {exc}") from None
     raise ValueError(f"not a lumu state record (key {raw_key!r})")
+
+
+def _hex(name: str, digits: int) -> bool:
+    return len(name) == digits and not set(name) - set("0123456789abcdef")
 
 
 def _meta(body: bytes) -> Meta:

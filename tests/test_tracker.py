@@ -11,9 +11,11 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from lumu_cli.events import Reason
+from lumu_cli.checkers import Inline
+from lumu_cli.events import Checked, Reason, check_events
 from lumu_cli.kafka_io import PartitionInfo, Polled
 from lumu_cli.snapshots import Tally
 from lumu_cli.state import Ephemeral
@@ -398,3 +400,88 @@ def test_on_error_is_told_each_distinct_consumer_error_once_and_counting_goes_on
     stats = tracker.run()
     assert told == errors
     assert (stats.messages, stats.unique_ips) == (2, 2)
+
+
+# ---------------------------------------------------------------- rebalances
+
+
+@dataclass
+class FakeKeeper:
+    """Records what the tracker tells the state, and what it had counted at that moment."""
+
+    tracker: Tracker | None = None
+    calls: list[tuple[str, list[int], int]] = field(default_factory=list)
+
+    def _note(self, what: str, partitions: list[int]) -> None:
+        assert self.tracker is not None
+        self.calls.append((what, partitions, self.tracker.tally.messages))
+
+    def assigned(self, partitions: list[int]) -> dict[int, int]:
+        self._note("assigned", partitions)
+        return {p: 100 for p in partitions}
+
+    def revoked(self, partitions: list[int]) -> None:
+        self._note("revoked", partitions)
+
+    def lost(self, partitions: list[int]) -> None:
+        self._note("lost", partitions)
+
+    def counted(self, next_offsets: dict[int, int]) -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def finish(self) -> None:
+        self._note("finish", [])
+
+    def partitions(self) -> list[PartitionInfo]:
+        return []
+
+
+class Deferred(Inline):
+    """A checker whose checks finish only when their result is asked for (a slow worker)."""
+
+    def submit(self, values: Sequence[bytes | None]) -> Future[Checked]:
+        return Future()
+
+    def result(self, future: Future[Checked], values: Sequence[bytes | None]) -> Checked:
+        return check_events(values)
+
+
+def test_revoked_partitions_are_counted_to_the_last_record_read_before_the_state_is_told() -> None:
+    values = [event(v4(i)) for i in range(3000)]
+    source = FakeSource([batch({0: numbered(values)})], assigned={0})
+    keeper = FakeKeeper()
+    tracker = Tracker(source, keeper=keeper, checker=Deferred())
+    keeper.tracker = tracker
+    first_poll = source.poll
+
+    def poll_then_revoke(max_records: int, timeout: float) -> Polled:
+        if source.polls == 1:  # the first batch is in flight, not counted yet
+            tracker.revoked([0])
+            source.assigned.clear()
+        return first_poll(max_records, timeout)
+
+    source.poll = poll_then_revoke  # type: ignore[method-assign]
+    source.exhausted = tracker.stop.set
+    tracker.run()
+    assert ("revoked", [0], 3000) in keeper.calls  # all of it counted first
+
+
+def test_records_of_a_partition_not_assigned_any_more_are_not_counted() -> None:
+    source = FakeSource(
+        [batch({0: numbered([event(v4(1))]), 1: numbered([event(v4(2))] * 5)})], assigned={0}
+    )
+    stats = tracker_for(source).run()
+    assert stats.messages == 1
+
+
+def test_assigned_partitions_start_where_the_state_says_and_lost_ones_are_dropped() -> None:
+    source = FakeSource([], assigned={0, 1})
+    keeper = FakeKeeper()
+    tracker = Tracker(source, keeper=keeper)
+    keeper.tracker = tracker
+    assert tracker.assigned([0, 1]) == {0: 100, 1: 100}
+    tracker.lost([1])
+    assert [call[:2] for call in keeper.calls] == [("assigned", [0, 1]), ("lost", [1])]

@@ -128,9 +128,11 @@ def test_kill_9_at_a_named_moment_then_a_restart_counts_exactly(
 ) -> None:
     create_topic(bootstrap, topic, 3)
     produce(bootstrap, topic, 20_000, seed=3)
-    group = "crash"
-    first = ("track", "-e", "--from-beginning", "--group", group, "--commit-interval", "0.05")
-    first += FAST_SESSION  # the killed member leaves the group in 6 s, not 45
+    group = topic  # a group and state topic of this test's own
+    first = (
+        "track", "-e", "--from-beginning", "--group", group, "--commit-interval", "0.05",
+        *FAST_SESSION,  # the killed member leaves the group in 6 s, not 45
+    )  # fmt: skip
     if crash == "during-restore":  # a state to restore first
         assert lumu(bootstrap, topic, *first).returncode in (0, 1)
         produce(bootstrap, topic, 5000, seed=4)
