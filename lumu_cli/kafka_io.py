@@ -376,6 +376,15 @@ class Consumed:
             raise BrokerError(f"cannot read the committed offsets: {_describe(exc)}") from None
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
+    def partition_count(self) -> int:
+        """How many partitions the topic has (0 if the broker does not say within a second)."""
+        try:
+            return len(
+                self._consumer.list_topics(self.topic, timeout=1).topics[self.topic].partitions
+            )
+        except KafkaException:
+            return 0
+
     def bounds(self, partition: int, timeout: float) -> tuple[int, int]:
         """The first and the next offset of `partition`, asked of the broker now."""
         tp = TopicPartition(self.topic, partition)
@@ -498,7 +507,14 @@ class Transactions:
             "log_level": 0,
             **config,
         }
-        self._producer: Producer | None = self._start()  # the first start must succeed
+        self._producer: Producer | None = None
+        # init_transactions takes about half a second: started now, it overlaps the group join
+        self._early = threading.Thread(target=self._start_early, daemon=True)
+        self._early.start()
+
+    def _start_early(self) -> None:
+        with contextlib.suppress(BrokerError):  # the first commit tries again, and says why
+            self._producer = self._start()
 
     def _start(self) -> Producer:
         producer = Producer(self._config)
@@ -526,6 +542,7 @@ class Transactions:
         if source is not None and offsets:
             positions = [TopicPartition(source.topic, p, o) for p, o in sorted(offsets.items())]
             group = source.group_metadata()
+        self._early.join()
         try:
             producer = self._producer = self._producer or self._start()
         except BrokerError as exc:
@@ -582,6 +599,7 @@ class Transactions:
             return why, False
 
     def close(self) -> None:
+        self._early.join()
         if self._producer is not None:
             with contextlib.suppress(KafkaException):
                 self._producer.flush(TXN_SECONDS)

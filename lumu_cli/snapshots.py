@@ -5,7 +5,7 @@ its messages and its invalid counts. A tally is kept as records of a compacted t
 that compaction keeps the latest of each:
 
     <topic>/<partition>/meta        JSON: next_offset, messages, invalid, unique_ips, written_at
-    <topic>/<partition>/v4/<hhhh>   the IPv4 addresses whose high 16 bits are hhhh (Roaring)
+    <topic>/<partition>/v4/<hhhh>   the IPv4 addresses whose high 14 bits are hhhh (Roaring)
     <topic>/<partition>/v6/<hex>    at most 4096 sorted IPv6 addresses from the bound <hex>
 
 Every value starts with b"LUMU" and the format version. A commit writes the pieces that changed
@@ -22,7 +22,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from lumu_cli.events import Checked, check_events
-from lumu_cli.uniques import Pieces, UniqueIPs, V4Piece, V6Piece, v4_piece, v6_piece
+from lumu_cli.uniques import (
+    V4_DIGITS,
+    Pieces,
+    UniqueIPs,
+    V4Piece,
+    V6Piece,
+    v4_piece,
+    v6_piece,
+)
 
 __all__ = ["FORMAT", "Meta", "PartitionTally", "StateRecord", "Tally", "decode"]
 
@@ -102,7 +110,7 @@ def decode(raw_key: bytes | None, raw_value: bytes | None) -> StateRecord:
     try:
         if piece == "meta":
             return StateRecord(topic, number, piece, _meta(body))
-        if kind == "v4" and _hex(name, 4):
+        if kind == "v4" and _hex(name, V4_DIGITS):
             return StateRecord(topic, number, piece, v4_piece(int(name, 16), body))
         if kind == "v6" and _hex(name, 32):
             return StateRecord(topic, number, piece, v6_piece(bytes.fromhex(name), body))

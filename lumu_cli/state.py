@@ -140,6 +140,7 @@ class Durable:
         self._ends = Ends(config, source.topic)
         self._committed_at = time.monotonic()
         self._failures: set[str] = set()
+        self._alone = False
         self.restore_seconds = 0.0
 
     def restore(self) -> None:
@@ -203,12 +204,15 @@ class Durable:
 
     def tick(self, now: float) -> None:
         """Follow the others' snapshots; commit ours when the interval is up."""
-        self._follow(0)
+        if not self._alone:
+            self._follow(0)
         if now - self._committed_at >= self.commit_interval and self.source.brokers_up.is_set():
             self._committed_at = now
             self._commit(sorted(self.tally.local))
-            remote = set(self.tally.partitions) - self.tally.local
-            self._ends.refresh(remote)
+            self._ends.refresh(set(self.tally.partitions) - self.tally.local)
+            # Counting every partition here, there is no one to follow (until a rebalance).
+            count = self.source.partition_count()
+            self._alone = count is not None and self.tally.local >= set(range(count))
 
     def finish(self) -> None:
         """The last commit, on a clean stop."""
@@ -254,8 +258,11 @@ class Durable:
     def _follow(self, timeout: float) -> int:
         """Apply the committed records that are there; how many."""
         rows = self._reader.read(READ_BATCH, timeout)
-        if rows:
-            self.tally.read(self.source.topic, (_decoded(self.name, row) for row in rows))
+        # Those of partitions counted here are this instance's own commits: not decoded again.
+        mine = tuple(key(self.source.topic, p, "") for p in self.tally.local)
+        theirs = [row for row in rows if not (row[1] or b"").startswith(mine)] if mine else rows
+        if theirs:
+            self.tally.read(self.source.topic, (_decoded(self.name, row) for row in theirs))
         return len(rows)
 
     def _catch_up(self) -> None:

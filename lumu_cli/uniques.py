@@ -14,10 +14,12 @@ import numpy as np
 import numpy.typing as npt
 from pyroaring import BitMap
 
-__all__ = ["V6_PIECE", "Pieces", "UniqueIPs", "v4_piece", "v6_piece"]
+__all__ = ["V4_DIGITS", "V4_SHIFT", "V6_PIECE", "Pieces", "UniqueIPs", "v4_piece", "v6_piece"]
 
 _V6 = np.dtype("S16")  # big-endian address bytes: byte order is numeric order
 _MERGE_AT = 1 << 16
+V4_SHIFT = 18  # an IPv4 piece: the addresses sharing their high 14 bits (4 Roaring containers)
+V4_DIGITS = 4  # hex digits that name one
 V6_PIECE = 4096  # IPv6 addresses in one piece at most (64 KiB); a fuller piece is split in halves
 FIRST_V6 = bytes(16)  # the lower bound of the first IPv6 piece
 
@@ -107,8 +109,8 @@ def v4_piece(key: int, data: bytes) -> V4Piece:
         piece = BitMap.deserialize(data)
     except (ValueError, IndexError, OverflowError) as exc:
         raise ValueError(f"not a Roaring bitmap ({exc})") from None
-    if piece and not (piece.min() >> 16 == piece.max() >> 16 == key):
-        raise ValueError(f"addresses outside IPv4 piece {key:04x}")
+    if piece and not (piece.min() >> V4_SHIFT == piece.max() >> V4_SHIFT == key):
+        raise ValueError(f"addresses outside IPv4 piece {key:0{V4_DIGITS}x}")
     return piece
 
 
@@ -127,15 +129,15 @@ def v6_piece(bound: bytes, data: bytes) -> V6Piece:
 class Pieces:
     """Which bounded pieces of one set changed since they were last written, and their bytes.
 
-    IPv4 is cut by Roaring container (the high 16 bits: 8 KiB at most), IPv6 into ranges of at
+    IPv4 is cut by the high 14 bits (4 Roaring containers: 32 KiB at most), IPv6 into ranges of at
     most V6_PIECE addresses, each named by its lower bound. A set only grows, so a piece changed
     exactly when it holds more addresses than when it was last written.
     """
 
     def __init__(self, ips: UniqueIPs, v6_bounds: Iterable[bytes] = ()) -> None:
         self.ips = ips
-        high = np.frombuffer(ips.v4.to_array(), np.uint32) >> 16
-        self._written4 = np.bincount(high, minlength=1 << 16)
+        high = np.frombuffer(ips.v4.to_array(), np.uint32) >> V4_SHIFT
+        self._written4 = np.bincount(high, minlength=1 << (32 - V4_SHIFT))
         self._bounds = np.array(sorted({FIRST_V6, *v6_bounds}), _V6)
         bounds = map(_address, self._bounds)
         self._written6 = dict(zip(bounds, self._sizes6(self._bounds), strict=True))
@@ -151,13 +153,15 @@ class Pieces:
     def changed(self) -> list[tuple[str, bytes]]:
         """(name, bytes) of each piece that changed since `written`: 'v4/00ff', 'v6/<hex>'."""
         written4: dict[int, int] = {}
-        keys = np.unique(np.frombuffer(self._touched4.to_array(), np.uint32) >> 16).tolist()
+        touched = np.frombuffer(self._touched4.to_array(), np.uint32)
+        keys = np.unique(touched >> V4_SHIFT).tolist()
         records = []
         for key in keys:
-            size = self.ips.v4.range_cardinality(key << 16, (key + 1) << 16)
+            low, high = key << V4_SHIFT, (key + 1) << V4_SHIFT
+            size = self.ips.v4.range_cardinality(low, high)
             if size != self._written4[key]:
-                piece = self.ips.v4 & BitMap(range(key << 16, (key + 1) << 16))
-                records.append((f"v4/{key:04x}", piece.serialize()))
+                piece = self.ips.v4 & BitMap(range(low, high))
+                records.append((f"v4/{key:0{V4_DIGITS}x}", piece.serialize()))
                 written4[key] = size
         written6: dict[bytes, int] = {}
         for bound, addresses in self._changed6():
