@@ -27,12 +27,13 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
-bench: install  # about 10 minutes; the Kafka ones start their own broker on 127.0.0.1:29192
+bench: install  # about 12 minutes; the Kafka ones start their own broker on 127.0.0.1:29192
 	$(BIN)/python bench/ts_parse.py
 	$(BIN)/python bench/consume.py
 	$(BIN)/python bench/produce.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/http_serve.py
+	$(BIN)/python bench/state.py
 
 clean:
 	rm -rf $(VENV) bench/.data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -183,6 +183,7 @@ def commit_cost(config: dict[str, str], size: int, increments: int) -> list[str]
     name = state_topic(group)
     ensure_state_topic(config, name, TIMEOUT)
     writer = Transactions(config, name, group, TIMEOUT)
+    writer.commit([], {}, None)  # an empty transaction: waits until the producer is ready
     try:
         full = commit(tally, writer, "bench-topic", [0])
         steps = []

@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -611,6 +611,8 @@ StateRow = tuple[int, bytes | None, bytes | None]  # offset, key, value
 class StateReader:
     """Reads the state topic from its start, read_committed: whole transactions only."""
 
+    BATCH = 10_000
+
     def __init__(self, config: dict[str, str], topic: str, group: str, timeout: float) -> None:
         self.topic = topic
         self._consumer = Consumer(
@@ -626,8 +628,7 @@ class StateReader:
         )
         self._admin = _admin(config)
         self.partitions = self._partitions(timeout)
-        self._target: dict[int, int] = {}
-        self._at: dict[int, int] = {}
+        self._at: dict[int, int] = {}  # partition -> the offset read up to
         self.rewind()
 
     def _partitions(self, timeout: float) -> list[int]:
@@ -652,12 +653,12 @@ class StateReader:
         """Read again from the start."""
         start = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self.partitions]
         self._consumer.assign(start)
-        self._target, self._at = {}, {}
+        self._at = {}
 
-    def read(self, max_records: int, timeout: float) -> list[StateRow]:
-        """Up to `max_records` committed records: (offset, key, value), in the order written."""
+    def read(self, timeout: float) -> list[StateRow]:
+        """The committed records there are (up to BATCH): (offset, key, value), in order."""
         try:
-            messages = self._consumer.consume(max_records, timeout)
+            messages = self._consumer.consume(self.BATCH, timeout)
         except KafkaException as exc:
             raise StateError(f"reading state topic {self.topic!r}: {_describe(exc)}") from None
         records = []
@@ -674,8 +675,8 @@ class StateReader:
                 raise StateError(f"reading state topic {self.topic!r}: {error.str()}")
         return records
 
-    def aim(self, timeout: float) -> None:
-        """Note where the topic ends now: `reached` tells when reading has got that far.
+    def to_end(self, timeout: float, seconds: float) -> Iterator[list[StateRow]]:
+        """Batches of records up to where the topic ends now; StateError after `seconds`.
 
         The end is the high watermark, past any transaction still open (a read_committed
         consumer sees only the stable end): reaching it waits for such a transaction to commit
@@ -685,16 +686,21 @@ class StateReader:
         asked = self._admin.list_offsets(
             wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout
         )
+        ends = {}
         for tp, future in asked.items():
             try:
-                self._target[tp.partition] = future.result(timeout=timeout).offset
+                ends[tp.partition] = future.result(timeout=timeout).offset
             except KafkaException as exc:
                 why = f"cannot reach state topic {self.topic!r}: {_describe(exc)}"
                 raise StateError(why) from None
-
-    def reached(self) -> bool:
-        """Whether reading has got to where the topic ended at the last `aim`."""
-        return all(self._at.get(p, -1) >= end or end == 0 for p, end in self._target.items())
+        deadline = time.monotonic() + seconds
+        while not all(self._at.get(p, -1) >= end or end == 0 for p, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise StateError(
+                    f"state topic {self.topic!r} could not be read to its end within "
+                    f"{seconds:g} s (a transaction left open?)"
+                )
+            yield self.read(0.1)
 
     def close(self) -> None:
         self._consumer.close()

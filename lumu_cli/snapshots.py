@@ -194,10 +194,9 @@ class Tally:
         """
         part = self.partitions.get(partition)
         restored = part is not None and part.saved_offset is not None
-        if part is None or not restored:
+        if part is None or part.saved_offset is None:  # (pieces without a meta: none either)
             self._drop(partition)
             part = self.partitions[partition] = PartitionTally(next_offset=start)
-        assert part is not None
         part.pieces = Pieces(part.ips, part.v6_bounds)
         part.v6_bounds = set()
         self.local.add(partition)

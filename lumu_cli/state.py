@@ -43,7 +43,6 @@ from lumu_cli.timestamps import format_timestamp
 
 __all__ = ["Durable", "Ephemeral", "SavedTopic", "describe", "reset", "state_topic"]
 
-READ_BATCH = 10_000
 CATCH_UP_SECONDS = 120.0  # an open transaction of a killed instance ends within its timeout
 
 
@@ -255,28 +254,22 @@ class Durable:
         self.tally.written(partitions, now)
         return True
 
-    def _follow(self, timeout: float) -> int:
-        """Apply the committed records that are there; how many."""
-        rows = self._reader.read(READ_BATCH, timeout)
+    def _follow(self, timeout: float) -> None:
+        """Apply the committed records that are there."""
+        self._apply(self._reader.read(timeout))
+
+    def _apply(self, rows: list[StateRow]) -> None:
         # Those of partitions counted here are this instance's own commits: not decoded again.
         mine = tuple(key(self.source.topic, p, "") for p in self.tally.local)
         theirs = [row for row in rows if not (row[1] or b"").startswith(mine)] if mine else rows
         if theirs:
             self.tally.read(self.source.topic, (_decoded(self.name, row) for row in theirs))
-        return len(rows)
 
     def _catch_up(self) -> None:
         """Read to where the state topic ends now (open transactions end first), then check."""
-        self._reader.aim(self.timeout)
-        deadline = time.monotonic() + CATCH_UP_SECONDS
-        while not self._reader.reached():
-            if time.monotonic() > deadline:
-                raise StateError(
-                    f"state topic {self.name!r} could not be read to its end within "
-                    f"{CATCH_UP_SECONDS:g} s (a transaction left open?)"
-                )
+        for rows in self._reader.to_end(self.timeout, CATCH_UP_SECONDS):
             crash_point("during-restore")
-            self._follow(0.1)
+            self._apply(rows)
         if problems := self.tally.check():
             raise StateError(f"state topic {self.name!r} is inconsistent: {problems[0]}")
 
@@ -320,12 +313,7 @@ class SavedTopic:
 def _read_all(config: dict[str, str], group: str, timeout: float) -> list[StateRow]:
     reader = StateReader(config, state_topic(group), group, timeout)
     try:
-        reader.aim(timeout)
-        rows: list[StateRow] = []
-        deadline = time.monotonic() + CATCH_UP_SECONDS
-        while not reader.reached() and time.monotonic() < deadline:
-            rows += reader.read(READ_BATCH, 0.1)
-        return rows
+        return [row for rows in reader.to_end(timeout, CATCH_UP_SECONDS) for row in rows]
     finally:
         reader.close()
 

@@ -108,7 +108,7 @@ def test_kill_9_before_the_first_commit_of_a_new_group_loses_nothing(
     create_topic(bootstrap, topic, 3)
     produce(bootstrap, topic, 500, seed=1)  # before the group: not counted, it starts at the end
     start = end_offsets(bootstrap, topic)
-    args = ("serve", "127.0.0.1:0", "--group", "new", "--commit-interval", "3600", *FAST_SESSION)
+    args = ("serve", "127.0.0.1:0", "--group", topic, "--commit-interval", "3600", *FAST_SESSION)
     with running(bootstrap, topic, *args) as (process, url):
         until(lambda: partitions_here(url) == {0, 1, 2}, "all three partitions assigned")
         produce(bootstrap, topic, 3000, seed=2)
@@ -116,7 +116,7 @@ def test_kill_9_before_the_first_commit_of_a_new_group_loses_nothing(
         killed(process)  # counted, never committed: only the start offsets are saved
     ref = reference(bootstrap, topic, after=start)
     assert ref.messages == 3000
-    assert_state_exact(bootstrap, topic, "new", ref)
+    assert_state_exact(bootstrap, topic, topic, ref)
 
 
 @pytest.mark.parametrize(
@@ -153,34 +153,34 @@ def test_kill_9_at_random_moments_while_producing_then_the_count_is_exact(
     producer = producing(bootstrap, topic, rate=2000, seconds=12)
     try:
         for _ in range(4):
-            with running(bootstrap, topic, *SERVE, "--group", "random") as (process, _url):
+            with running(bootstrap, topic, *SERVE, "--group", topic) as (process, _url):
                 time.sleep(rng.uniform(0.5, 2.5))
                 killed(process)
     finally:
         finished(producer)
     ref = reference(bootstrap, topic)
-    with running(bootstrap, topic, *SERVE, "--group", "random") as (process, url):
+    with running(bootstrap, topic, *SERVE, "--group", topic) as (process, url):
         assert_exact(count_when(url, ref.messages), ref)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
-    assert_state_exact(bootstrap, topic, "random", ref)
+    assert_state_exact(bootstrap, topic, topic, ref)
 
 
 def test_sigterm_then_a_restart_resumes_the_count(bootstrap: str, topic: str) -> None:
     create_topic(bootstrap, topic, 3)
     produce(bootstrap, topic, 6000, seed=5)
-    with running(bootstrap, topic, *SERVE, "--group", "term") as (process, url):
+    with running(bootstrap, topic, *SERVE, "--group", topic) as (process, url):
         count_when(url, 6000)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     produce(bootstrap, topic, 4000, seed=6)
     ref = reference(bootstrap, topic)
-    resume = ("serve", "127.0.0.1:0", "--group", "term", *FAST_SESSION)  # no --from-beginning:
+    resume = ("serve", "127.0.0.1:0", "--group", topic, *FAST_SESSION)  # no --from-beginning:
     with running(bootstrap, topic, *resume) as (process, url):  # only the state says where
         assert_exact(count_when(url, ref.messages), ref)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
-    assert_state_exact(bootstrap, topic, "term", ref)
+    assert_state_exact(bootstrap, topic, topic, ref)
 
 
 # ---------------------------------------------------------------- several instances
@@ -197,7 +197,7 @@ def test_three_instances_with_one_joining_and_one_leaving_all_show_the_exact_cou
 ) -> None:
     create_topic(bootstrap, topic, 6)
     producer = producing(bootstrap, topic, rate=3000, seconds=12)
-    group = ("--group", "three")
+    group = ("--group", topic)
     a, url_a = instances.enter_context(running(bootstrap, topic, *SERVE, *group))
     b, _url_b = instances.enter_context(running(bootstrap, topic, *SERVE, *group))
     time.sleep(4)
@@ -217,7 +217,7 @@ def test_three_instances_with_one_joining_and_one_leaving_all_show_the_exact_cou
     for process in (a, c):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
-    assert_state_exact(bootstrap, topic, "three", ref)
+    assert_state_exact(bootstrap, topic, topic, ref)
 
 
 def test_a_paused_zombie_cannot_overwrite_newer_state_and_rejoins(
@@ -225,7 +225,7 @@ def test_a_paused_zombie_cannot_overwrite_newer_state_and_rejoins(
 ) -> None:
     create_topic(bootstrap, topic, 4)
     producer = producing(bootstrap, topic, rate=2000, seconds=16)
-    args = (*SERVE, "--group", "zombie")
+    args = (*SERVE, "--group", topic)
     zombie, url_z = instances.enter_context(running(bootstrap, topic, *args))
     other, url_o = instances.enter_context(running(bootstrap, topic, *args))
     until(lambda: len(partitions_here(url_z)) == 2, "the partitions shared")
@@ -245,7 +245,7 @@ def test_a_paused_zombie_cannot_overwrite_newer_state_and_rejoins(
         assert process.returncode == 0, said[name]
     assert "lost (session timed out?); reading the state again" in said["zombie"]
     assert "Traceback" not in said["zombie"]
-    assert_state_exact(bootstrap, topic, "zombie", ref)
+    assert_state_exact(bootstrap, topic, topic, ref)
 
 
 # ---------------------------------------------------------------- a state that cannot be used
@@ -290,17 +290,17 @@ def test_committed_offsets_without_state_are_refused_until_reset(
     create_topic(bootstrap, topic, 3)
     produce(bootstrap, topic, 3000, seed=9)
     ref = reference(bootstrap, topic)
-    done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "-g", "old", "--no-state")
+    done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "-g", topic, "--no-state")
     assert summary(done)["messages"] == ref.messages
-    done = lumu(bootstrap, topic, "track", "-e", "-g", "old")
+    done = lumu(bootstrap, topic, "track", "-e", "-g", topic)
     assert done.returncode == 3
     assert done.stderr.splitlines()[-1].startswith(
-        "lumu: group 'old' has committed offsets for partition(s) 0, 1, 2 of "
+        f"lumu: group {topic!r} has committed offsets for partition(s) 0, 1, 2 of "
     )
     assert "--reset" in done.stderr
-    done = lumu(bootstrap, topic, "track", "-e", "-g", "old", "--reset")
+    done = lumu(bootstrap, topic, "track", "-e", "-g", topic, "--reset")
     assert_exact(summary(done), ref)
-    assert_state_exact(bootstrap, topic, "old", ref)
+    assert_state_exact(bootstrap, topic, topic, ref)
 
 
 def test_reset_discards_the_state_and_counts_again_but_not_while_a_member_runs(
@@ -309,17 +309,19 @@ def test_reset_discards_the_state_and_counts_again_but_not_while_a_member_runs(
     create_topic(bootstrap, topic, 2)
     produce(bootstrap, topic, 2000, seed=10)
     ref = reference(bootstrap, topic)
-    assert_exact(summary(lumu(bootstrap, topic, "track", "-e", "--from-beginning", "-g", "r")), ref)
-    with running(bootstrap, topic, *SERVE, "--group", "r") as (process, url):
+    assert_exact(
+        summary(lumu(bootstrap, topic, "track", "-e", "--from-beginning", "-g", topic)), ref
+    )
+    with running(bootstrap, topic, *SERVE, "--group", topic) as (process, url):
         count_when(url, ref.messages)
-        refused = lumu(bootstrap, topic, "track", "-e", "-g", "r", "--reset")
+        refused = lumu(bootstrap, topic, "track", "-e", "-g", topic, "--reset")
         assert refused.returncode == 3
         assert refused.stderr.splitlines() == [
-            "lumu: cannot reset group 'r': it has 1 active member(s); stop them first"
+            f"lumu: cannot reset group {topic!r}: it has 1 active member(s); stop them first"
         ]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
-    done = lumu(bootstrap, topic, "track", "-e", "-g", "r", "--reset")
-    assert "reset group 'r': " in done.stderr
+    done = lumu(bootstrap, topic, "track", "-e", "-g", topic, "--reset")
+    assert f"reset group {topic!r}: " in done.stderr
     assert_exact(summary(done), ref)  # counted again from the start: once, not twice
-    assert_state_exact(bootstrap, topic, "r", ref)
+    assert_state_exact(bootstrap, topic, topic, ref)
