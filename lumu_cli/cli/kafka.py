@@ -1,219 +1,24 @@
-"""The `lumu` command line: options -> a library call -> output; errors -> a line and exit code."""
+"""The Kafka commands: produce, track, serve and state, and the options they share."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, BinaryIO, ParamSpec
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lumu_cli import __version__
-from lumu_cli.errors import (
-    DeliveryError,
-    ExitCode,
-    InvalidTimestamp,
-    LumuError,
-    UsageError,
-)
-from lumu_cli.timestamps import AUTO_RULE, Unit, load_zone, normalize
+from lumu_cli.cli import app, fail, reported
+from lumu_cli.errors import DeliveryError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from lumu_cli.tracker import Stats, Tracker
-    from lumu_cli.tsstream import ParsedBlock
-
-P = ParamSpec("P")
-
-app = typer.Typer(
-    name="lumu",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,  # locals may hold credentials
-    add_completion=False,
-)
-ts_app = typer.Typer(help="Timestamp tools.", no_args_is_help=True)
-app.add_typer(ts_app, name="ts")
-
-
-def fail(message: str) -> None:
-    """Print one `lumu: ...` status line on stderr."""
-    sys.stderr.write(f"lumu: {message}\n")
-    sys.stderr.flush()
-
-
-def reported(command: Callable[P, None]) -> Callable[P, None]:
-    """The one error policy of every command: a one-line message and a documented exit code.
-
-    LUMU_DEBUG=1 re-raises instead, so the traceback is there when asked for.
-    """
-
-    @functools.wraps(command)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        try:
-            command(*args, **kwargs)
-        except Exception as exc:
-            if os.environ.get("LUMU_DEBUG") == "1" and not isinstance(exc, typer.Exit):
-                raise
-            raise typer.Exit(_exit_code(exc)) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
-
-    return run
-
-
-def _exit_code(exc: Exception) -> int:
-    """Report `exc` on stderr (unless it is an exit or a closed pipe) and return its exit code."""
-    if isinstance(exc, typer.Exit):
-        return exc.exit_code
-    if isinstance(exc, BrokenPipeError):  # `lumu ... | head`: stop quietly, as GNU tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return ExitCode.BROKEN_PIPE
-    if isinstance(exc, LumuError):
-        fail(str(exc))
-        return exc.exit_code
-    if isinstance(exc, OSError):
-        fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
-        return ExitCode.BAD_INPUT
-    fail(f"internal error: {type(exc).__name__}: {exc} (LUMU_DEBUG=1 shows the traceback)")
-    return ExitCode.INTERNAL
-
-
-def _version(show: bool) -> None:
-    if show:
-        typer.echo(f"lumu {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
-) -> None:
-    """Toolkit for device event streams from Kafka: normalize timestamps (ts parse), seed a topic
-    (produce), count unique device IPs live (track) or as an HTTP endpoint (serve).
-
-    Exit codes: 0 ok, 1 bad input, 2 usage, 3 broker, 70 internal error, 130 Ctrl-C,
-    141 closed pipe. LUMU_DEBUG=1 shows tracebacks.
-    """
-
-
-class _Results:
-    """Writes each input's result in order: lines or JSON objects on stdout, errors on stderr."""
-
-    def __init__(self, stdout: BinaryIO, as_json: bool) -> None:
-        self.stdout = stdout
-        self.as_json = as_json
-        self.failed = 0
-
-    def one(
-        self, where: str, value: str, output: str | None, error: InvalidTimestamp | None
-    ) -> None:
-        if self.as_json:
-            reason = None if error is None else error.reason
-            obj = {"input": value, "output": output, "error": reason}
-            self.stdout.write(json.dumps(obj).encode() + b"\n")
-        elif output is not None:
-            self.stdout.write(output.encode() + b"\n")
-        if error is not None:
-            self._error(where, error)
-
-    def block(self, block: ParsedBlock) -> None:
-        if self.as_json:
-            for row in range(len(block)):
-                error = block.errors.get(row)
-                self.one(
-                    f"line {block.first_line + row}", block.text(row), block.result(row), error
-                )
-            self.stdout.flush()
-            return
-        done = 0
-        for row, error in sorted(block.errors.items()):
-            self.stdout.write(block.output(done, row))
-            self._error(f"line {block.first_line + row}", error)
-            done = row + 1
-        self.stdout.write(block.output(done, len(block)))
-        self.stdout.flush()
-
-    def _error(self, where: str, error: InvalidTimestamp) -> None:
-        self.stdout.flush()  # keep stdout and stderr in input order on a terminal
-        fail(f"{where}: {error}")
-        self.failed += 1
-
-
-@ts_app.command("parse", context_settings={"ignore_unknown_options": True})
-@reported
-def ts_parse(
-    values: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="TIMESTAMP...",
-            help="Timestamps, one per argument. '-' (or no argument with stdin piped) reads one "
-            "per line from stdin.",
-            show_default=False,
-        ),
-    ] = None,
-    unit: Annotated[
-        Unit, typer.Option("--unit", "-u", help=f"Unit of epoch numbers; {AUTO_RULE}.")
-    ] = Unit.AUTO,
-    tz: Annotated[
-        str | None,
-        typer.Option(
-            "--tz",
-            help="IANA zone for inputs written without one (default UTC).",
-            show_default=False,
-        ),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per input: input, output, error.")
-    ] = False,
-) -> None:
-    """Normalize timestamps to ISO 8601 UTC with milliseconds: 2021-12-03T16:15:30.235Z.
-
-    Accepts ISO 8601 / RFC 3339 (extended, basic, week and ordinal dates), RFC 2822 and HTTP
-    dates, ctime and date(1) output, and epoch numbers. Finer digits are truncated, never rounded.
-
-    Each bad input is reported on stderr as `line N` or `argument N` with the reason; the others
-    are still printed in order, and the exit status is 1. A negative epoch needs --unit.
-    """
-    zone = load_zone(tz) if tz else None
-    sources = values or _stdin_or_usage_error()
-    if sources.count("-") > 1:
-        raise UsageError("'-' (stdin) can be given only once")
-    results = _Results(sys.stdout.buffer, as_json)
-    for position, value in enumerate(sources, 1):
-        if value == "-":
-            from lumu_cli.tsstream import parse_stream  # numpy only when streaming
-
-            stdin = open(sys.stdin.fileno(), "rb", closefd=False)  # noqa: SIM115 (not ours to close)
-            for block in parse_stream(stdin, unit=unit, tz=zone):
-                results.block(block)
-            continue
-        try:
-            results.one(f"argument {position}", value, normalize(value, unit=unit, tz=zone), None)
-        except InvalidTimestamp as exc:
-            results.one(f"argument {position}", value, None, exc)
-    sys.stdout.flush()
-    if results.failed:
-        raise typer.Exit(ExitCode.BAD_INPUT)
-
-
-def _stdin_or_usage_error() -> list[str]:
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError(
-            "no timestamps given: pass them as arguments, or '-' to read lines from stdin"
-        )
-    return ["-"]
-
-
-# ---------------------------------------------------------------- Kafka commands
 
 Bootstrap = Annotated[
     str,
@@ -582,8 +387,10 @@ def state_(
     settings: Settings = None,
     timeout: Timeout = 10.0,
 ) -> None:
-    """Show a group's saved state: each partition's next offset, messages, invalid, unique IPs,
-    pieces, bytes and age, from its compacted topic <group>-lumu-state.
+    """Show the count a group has saved in its compacted topic <group>-lumu-state.
+
+    Per tracked topic, the union of unique IPs; per partition, its next offset, messages,
+    invalid records, unique IPs, pieces, bytes and the age of its last commit.
 
     Exit status 3 if the group has no saved state, or its state topic cannot be read (not
     lumu's, another format version, inconsistent).

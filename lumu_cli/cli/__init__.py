@@ -1,0 +1,96 @@
+"""The `lumu` command line: options -> a library call -> output; errors -> a line and exit code.
+
+This package is the only place that imports Typer: `ts` holds the timestamp commands, `kafka`
+the Kafka ones (produce, track, serve, state); here are the app and its one error policy.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, ParamSpec
+
+import typer
+
+from lumu_cli import __version__
+from lumu_cli.errors import ExitCode, LumuError
+
+P = ParamSpec("P")
+
+app = typer.Typer(
+    name="lumu",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold credentials
+    add_completion=False,
+)
+
+
+def fail(message: str) -> None:
+    """Print one `lumu: ...` status line on stderr."""
+    sys.stderr.write(f"lumu: {message}\n")
+    sys.stderr.flush()
+
+
+def reported(command: Callable[P, None]) -> Callable[P, None]:
+    """The one error policy of every command: a one-line message and a documented exit code.
+
+    LUMU_DEBUG=1 re-raises instead, so the traceback is there when asked for.
+    """
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except Exception as exc:
+            if os.environ.get("LUMU_DEBUG") == "1" and not isinstance(exc, typer.Exit):
+                raise
+            raise typer.Exit(_exit_code(exc)) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+
+    return run
+
+
+def _exit_code(exc: Exception) -> int:
+    """Report `exc` on stderr (unless it is an exit or a closed pipe) and return its exit code."""
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    if isinstance(exc, BrokenPipeError):  # `lumu ... | head`: stop quietly, as GNU tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.BROKEN_PIPE
+    if isinstance(exc, LumuError):
+        fail(str(exc))
+        return exc.exit_code
+    if isinstance(exc, OSError):
+        fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+        return ExitCode.BAD_INPUT
+    fail(f"internal error: {type(exc).__name__}: {exc} (LUMU_DEBUG=1 shows the traceback)")
+    return ExitCode.INTERNAL
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"lumu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Toolkit for device event streams from Kafka: normalize timestamps (ts parse), seed a topic
+    (produce), count unique device IPs live (track) or as an HTTP endpoint (serve), and show the
+    count a group has saved (state).
+
+    Exit codes: 0 ok, 1 bad input, 2 usage, 3 broker, 70 internal error, 130 Ctrl-C,
+    141 closed pipe. LUMU_DEBUG=1 shows tracebacks.
+    """
+
+
+from lumu_cli.cli import kafka, ts  # noqa: E402  (each adds its commands to `app`)
+
+__all__ = ["app", "fail", "kafka", "reported", "ts"]
