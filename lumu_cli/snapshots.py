@@ -187,13 +187,18 @@ class Tally:
 
     # ------------------------------------------------------------ snapshots
 
+    def saved(self, partition: int) -> bool:
+        """Whether a snapshot of `partition` has been read or written."""
+        part = self.partitions.get(partition)
+        return part is not None and part.saved_offset is not None
+
     def take(self, partition: int, start: int) -> bool:
         """Count `partition` here from now on: from its snapshot, or from `start` if it has none.
 
         True if it had a snapshot.
         """
         part = self.partitions.get(partition)
-        restored = part is not None and part.saved_offset is not None
+        restored = self.saved(partition)
         if part is None or part.saved_offset is None:  # (pieces without a meta: none either)
             self._drop(partition)
             part = self.partitions[partition] = PartitionTally(next_offset=start)

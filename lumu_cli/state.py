@@ -158,22 +158,21 @@ class Durable:
     def assigned(self, partitions: list[int]) -> dict[int, int]:
         """Resume each partition at its snapshot; one without a snapshot gets one now."""
         self._catch_up()  # a snapshot its last owner committed while giving it up is read
-        tally, starts = self.tally, {}
-        new = [p for p in partitions if not tally.take(p, 0)]
-        for partition in set(partitions) - set(new):
-            starts[partition] = tally.partitions[partition].next_offset
+        self._alone = False
+        new = [p for p in partitions if not self.tally.saved(p)]
+        if committed := new and self.source.committed(new, self.timeout):
+            which = ", ".join(map(str, sorted(committed)))
+            raise StateError(
+                f"group {self.source.group!r} has committed offsets for partition(s) "
+                f"{which} of {self.source.topic!r} but no saved state in {self.name!r}; "
+                "--reset discards them and counts again from the start"
+            )
+        starts = {}
+        for partition in partitions:
+            low, high = self.source.bounds(partition, self.timeout) if partition in new else (0, 0)
+            self.tally.take(partition, low if self.source.from_beginning else high)
+            starts[partition] = self.tally.partitions[partition].next_offset
         if new:
-            if committed := self.source.committed(new, self.timeout):
-                which = ", ".join(map(str, sorted(committed)))
-                raise StateError(
-                    f"group {self.source.group!r} has committed offsets for partition(s) "
-                    f"{which} of {self.source.topic!r} but no saved state in {self.name!r}; "
-                    "--reset discards them and counts again from the start"
-                )
-            for partition in new:
-                low, high = self.source.bounds(partition, self.timeout)
-                starts[partition] = low if self.source.from_beginning else high
-                tally.take(partition, starts[partition])
             crash_point("before-first-commit")
             if not self._commit(new):  # the start position, recorded at once
                 raise StateError(f"cannot record the start of a new partition in {self.name!r}")
@@ -181,6 +180,7 @@ class Durable:
 
     def revoked(self, partitions: list[int]) -> None:
         """Commit the partitions given up, then follow them as any other's."""
+        self._alone = False
         mine = [p for p in partitions if p in self.tally.local]
         committed = self._commit(mine)
         for partition in mine:
@@ -194,6 +194,7 @@ class Durable:
             f"partition(s) {', '.join(map(str, sorted(partitions)))} lost (session timed out?); "
             "reading the state again"
         )
+        self._alone = False
         self._reload()
 
     # ------------------------------------------------------------ the loop's share

@@ -75,7 +75,7 @@ def test_track_counts_exactly_the_distinct_valid_ips(
 ) -> None:
     topic, _ = seeded
     ref = reference(bootstrap, topic)
-    result = track_to_end(bootstrap, topic, "--from-beginning", "--group", "exact")
+    result = track_to_end(bootstrap, topic, "--from-beginning", "--group", f"{topic}-exact")
     assert result["unique_ips"] == ref.unique_ips
     assert result["messages"] == ref.messages
     assert result["invalid"] == sum(ref.invalid.values())
@@ -86,7 +86,7 @@ def test_first_invalid_record_of_each_reason_is_named_on_stderr(
     bootstrap: str, seeded: tuple[str, dict[str, Any]]
 ) -> None:
     topic, produced = seeded
-    done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "--group", "stderr")
+    done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "--group", f"{topic}-stderr")
     assert done.returncode == 1
     shown = re.findall(r"^lumu: partition \d+ offset \d+: (\w+): ", done.stderr, re.M)
     assert sorted(shown) == sorted(produced["invalid_by_reason"])
@@ -97,15 +97,15 @@ def test_a_new_group_counts_the_same_and_a_group_resumes_from_its_state(
     bootstrap: str, seeded: tuple[str, dict[str, Any]]
 ) -> None:
     topic, _ = seeded
-    first = track_to_end(bootstrap, topic, "--from-beginning", "--group", "g1")
-    second = track_to_end(bootstrap, topic, "--from-beginning", "--group", "g2")
+    first = track_to_end(bootstrap, topic, "--from-beginning", "--group", f"{topic}-g1")
+    second = track_to_end(bootstrap, topic, "--from-beginning", "--group", f"{topic}-g2")
     assert first == {**second, "elapsed": first["elapsed"]}
     # g1's state holds the whole topic: it restores it and reads nothing twice.
-    resumed = track_to_end(bootstrap, topic, "--group", "g1")
+    resumed = track_to_end(bootstrap, topic, "--group", f"{topic}-g1")
     assert resumed == {**first, "elapsed": resumed["elapsed"]}
     # Without state, a group starts after what it committed, with a count of its own.
-    track_to_end(bootstrap, topic, "--from-beginning", "--group", "g3", "--no-state")
-    resumed = track_to_end(bootstrap, topic, "--group", "g3", "--no-state")
+    track_to_end(bootstrap, topic, "--from-beginning", "--group", f"{topic}-g3", "--no-state")
+    resumed = track_to_end(bootstrap, topic, "--group", f"{topic}-g3", "--no-state")
     assert (resumed["messages"], resumed["unique_ips"]) == (0, 0)
 
 
@@ -150,7 +150,7 @@ def test_hand_built_records_are_counted_by_construction(bootstrap: str, topic: s
     for partition, value in records:
         producer.produce(topic, value, partition=partition)
     assert producer.flush(30) == 0
-    result = track_to_end(bootstrap, topic, "--from-beginning")
+    result = track_to_end(bootstrap, topic, "--from-beginning", "--group", topic)
     assert result["unique_ips"] == len(valid)
     assert result["messages"] == len(records)
     assert result["invalid_by_reason"] == {
@@ -166,7 +166,8 @@ def test_serve_answers_count_healthz_and_metrics(
 ) -> None:
     topic, _ = seeded
     ref = reference(bootstrap, topic)
-    with running(bootstrap, topic, "serve", "127.0.0.1:0", "--from-beginning") as (process, url):
+    args = ("serve", "127.0.0.1:0", "--from-beginning", "--group", f"{topic}-serve")
+    with running(bootstrap, topic, *args) as (process, url):
         count = count_when(url, ref.messages)
         assert count["unique_ips"] == ref.unique_ips
         assert count["invalid"] == sum(ref.invalid.values())
@@ -191,7 +192,7 @@ def test_track_serve_gives_the_same_numbers_and_ctrl_c_prints_the_summary(
 ) -> None:
     topic, _ = seeded
     ref = reference(bootstrap, topic)
-    args = ("track", "--serve", "127.0.0.1:0", "--from-beginning", "--group", "served")
+    args = ("track", "--serve", "127.0.0.1:0", "--from-beginning", "--group", f"{topic}-served")
     with running(bootstrap, topic, *args) as (process, url):
         count = count_when(url, ref.messages)
         assert count["unique_ips"] == ref.unique_ips
@@ -262,7 +263,7 @@ def test_track_on_a_terminal_draws_the_live_view(
     topic, produced = seeded
     parent, child = pty.openpty()
     process = subprocess.Popen(
-        [*LUMU, "track", "-e", "--from-beginning", "--group", "tty"],
+        [*LUMU, "track", "-e", "--from-beginning", "--group", f"{topic}-tty"],
         env={**lumu_env(bootstrap, topic), "COLUMNS": "100"},
         stdout=subprocess.PIPE, stderr=child, text=True,
     )  # fmt: skip
