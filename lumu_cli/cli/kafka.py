@@ -321,6 +321,9 @@ def track(
     count shows live on a terminal, as a status line otherwise. At the end (Ctrl-C, SIGTERM or
     --exit-at-end) one JSON line is printed: unique_ips, messages, invalid, invalid_by_reason,
     elapsed. The exit status is 1 if any record was invalid, 130 after Ctrl-C.
+
+    The count is kept in the group's compacted topic <group>-lumu-state (unless --no-state): a
+    restart resumes it, and every instance of the group shows the count over all partitions.
     """
     from lumu_cli.live import StatusView
 
@@ -358,10 +361,12 @@ def serve(
 ) -> None:
     """Serve the unique-IP count over HTTP: the daemon form of track.
 
-    GET /count gives {"unique_ips", "messages", "invalid", "updated_at"}; /healthz is 200 while
-    a broker answers and 503 while none does; /metrics is Prometheus text (lumu_unique_ips,
-    lumu_messages_total, lumu_invalid_messages_total{reason}). A status line goes to stderr every
-    minute. SIGTERM or Ctrl-C stops it cleanly.
+    GET /count gives {"unique_ips", "messages", "invalid", "updated_at", "as_of", "lag",
+    "state_lag", "partitions"}; /healthz is 200 while a broker answers and 503 while none does;
+    /metrics is Prometheus text (lumu_unique_ips, lumu_messages_total,
+    lumu_invalid_messages_total{reason}, lumu_partition_lag, lumu_state_lag, lumu_up). The count
+    is kept and shared as with track. A status line goes to stderr every minute. SIGTERM or
+    Ctrl-C stops it cleanly.
     """
     from lumu_cli.live import StatusView
 
