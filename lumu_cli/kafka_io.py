@@ -342,10 +342,7 @@ class Consumed:
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
-        if self.listener is not None:
-            starts = self.listener.assigned(numbers)
-        else:  # as kcat -o beginning: committed offsets are not used
-            starts = dict.fromkeys(numbers, OFFSET_BEGINNING) if self.from_beginning else {}
+        starts = self.listener.assigned(numbers) if self.listener is not None else {}
         for tp in partitions:
             tp.offset = starts.get(tp.partition, tp.offset)
         consumer.incremental_assign(partitions)
