@@ -141,20 +141,20 @@ class Pieces:
         self._bounds = np.array(sorted({FIRST_V6, *v6_bounds}), _V6)
         bounds = map(_address, self._bounds)
         self._written6 = dict(zip(bounds, self._sizes6(self._bounds), strict=True))
-        self._touched4 = BitMap()
+        self._touched4 = np.zeros(len(self._written4), bool)  # by piece: cheaper than addresses
         self._touched6: set[bytes] = set()
         self._proposed: tuple[dict[int, int], dict[bytes, int]] = ({}, {})
 
     def touch(self, v4: Sequence[int], v6: Sequence[bytes]) -> None:
         """Note addresses just added to the set (their pieces may have changed)."""
-        self._touched4.update(v4)
+        if len(v4):
+            self._touched4[np.asarray(v4, np.uint32) >> V4_SHIFT] = True
         self._touched6.update(v6)
 
     def changed(self) -> list[tuple[str, bytes]]:
         """(name, bytes) of each piece that changed since `written`: 'v4/00ff', 'v6/<hex>'."""
         written4: dict[int, int] = {}
-        touched = np.frombuffer(self._touched4.to_array(), np.uint32)
-        keys = np.unique(touched >> V4_SHIFT).tolist()
+        keys = np.flatnonzero(self._touched4).tolist()
         records = []
         for key in keys:
             low, high = key << V4_SHIFT, (key + 1) << V4_SHIFT
@@ -179,7 +179,7 @@ class Pieces:
         if new:
             self._bounds = np.union1d(self._bounds, np.array(new, _V6))
         self._written6.update(written6)
-        self._touched4.clear()
+        self._touched4[:] = False
         self._touched6.clear()
         self._proposed = ({}, {})
 
