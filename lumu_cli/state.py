@@ -325,22 +325,18 @@ def describe(config: dict[str, str], group: str, timeout: float) -> list[SavedTo
     if not topic_exists(config, name, timeout):
         raise StateError(f"group {group!r} has no saved state (no topic {name!r})")
     rows = _read_all(config, group, timeout)
-    sizes: dict[bytes, int] = {}
     records = [_decoded(name, row) for row in rows]
-    for (_, raw_key, raw_value), _record in zip(rows, records, strict=True):
-        assert raw_key is not None
-        if raw_value is None:
-            sizes.pop(raw_key, None)
-        else:
-            sizes[raw_key] = len(raw_value)
+    sizes: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> its records' sizes
+    for raw_key, size in _live(rows).items():  # keys checked by _decoded: topic/partition/piece
+        owner, number, _ = raw_key.decode().split("/", 2)
+        sizes.setdefault((owner, int(number)), []).append(size)
     saved = []
     for topic in sorted({record.topic for record in records}):
         tally = Tally()
         tally.read(topic, (record for record in records if record.topic == topic))
         partitions = []
         for partition, part in sorted(tally.partitions.items()):
-            prefix = key(topic, partition, "")
-            mine = [size for name, size in sizes.items() if name.startswith(prefix)]
+            mine = sizes.get((topic, partition), [])
             meta = (
                 Meta(part.next_offset, part.messages, dict(part.invalid), part.saved_unique,
                      part.written_at)
@@ -366,7 +362,7 @@ def reset(config: dict[str, str], group: str, timeout: float) -> int:
     name = state_topic(group)
     if not topic_exists(config, name, timeout):
         return 0
-    live = _live_keys(_read_all(config, group, timeout))
+    live = _live(_read_all(config, group, timeout))
     if live:
         writer = Transactions(config, name, group, timeout)
         try:
@@ -378,11 +374,14 @@ def reset(config: dict[str, str], group: str, timeout: float) -> int:
     return len(live)
 
 
-def _live_keys(rows: Iterable[StateRow]) -> set[bytes]:
-    """The keys whose last record is not a tombstone."""
-    live: set[bytes] = set()
+def _live(rows: Iterable[StateRow]) -> dict[bytes, int]:
+    """The size of the last value of each key whose last record is not a tombstone."""
+    live: dict[bytes, int] = {}
     for _, raw_key, raw_value in rows:
         if raw_key is None:
             continue
-        (live.add if raw_value is not None else live.discard)(raw_key)
+        if raw_value is None:
+            live.pop(raw_key, None)
+        else:
+            live[raw_key] = len(raw_value)
     return live
