@@ -41,7 +41,7 @@ from kafka_bench import (
     run_main,
 )
 
-from lumu_cli.events import Synth
+from lumu_cli.synth import Synth
 
 IPS, IPV6_RATIO, INVALID_RATIO, SEED = 100_000, 0.1, 0.01, 1
 PRODUCER = {  # as lumu_cli.kafka_io.Sender sets them

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lumu_cli.events import Synth
 from lumu_cli.kafka_io import Sender
+from lumu_cli.synth import Synth
 
 __all__ = ["Progress", "TokenBucket", "produce"]
 

@@ -6,8 +6,8 @@ import os
 import signal
 
 from lumu_cli.checkers import POOL_MIN, Inline, Pooled
-from lumu_cli.events import Synth
 from lumu_cli.state import Ephemeral
+from lumu_cli.synth import Synth
 from lumu_cli.tracker import Tracker
 from tests.test_tracker import FakeSource, batch, numbered
 

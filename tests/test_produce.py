@@ -20,9 +20,9 @@ import pytest
 
 from lumu_cli import produce as produce_module
 from lumu_cli.errors import InvalidTimestamp
-from lumu_cli.events import Synth
 from lumu_cli.kafka_io import Sender
 from lumu_cli.produce import Progress, TokenBucket, produce
+from lumu_cli.synth import Synth
 from lumu_cli.timestamps import parse_timestamp
 
 Record = tuple[bytes, bytes]

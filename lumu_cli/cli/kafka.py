@@ -184,11 +184,11 @@ def produce(
     one JSON summary line: sent, delivered, failed, distinct_ips, invalid, elapsed, rate. The
     exit status is 3 if any record was not delivered, 130 after Ctrl-C.
     """
-    from lumu_cli.events import Synth
     from lumu_cli.kafka_io import Sender, client_config, ensure_topic
     from lumu_cli.live import ProduceProgress
     from lumu_cli.produce import FLUSH_SECONDS
     from lumu_cli.produce import produce as run
+    from lumu_cli.synth import Synth
 
     config = client_config(bootstrap, settings or ())
     if ensure_topic(config, topic, partitions, timeout):
