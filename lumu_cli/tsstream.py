@@ -112,6 +112,9 @@ for _fraction in range(_MAX_FRACTION + 1):
         _SHAPES.setdefault(_shape.pattern.itemsize, []).append(_shape)
 
 
+_MAX_SHAPE = max(_SHAPES)
+
+
 def _num(chars: Bytes, col: int, width: int) -> Ints:
     """The decimal number in columns col..col+width of every row (digits already checked)."""
     value = np.zeros(len(chars), np.int64)
@@ -120,7 +123,7 @@ def _num(chars: Bytes, col: int, width: int) -> Ints:
     return value
 
 
-def render(millis: Ints) -> Bytes:
+def _render(millis: Ints) -> Bytes:
     """Epoch milliseconds -> rows of `YYYY-MM-DDTHH:MM:SS.mmmZ\\n`, the calendar done by numpy."""
     days, in_day = np.divmod(millis, 86_400_000)
     month_start = days.astype("datetime64[D]").astype("datetime64[M]")
@@ -175,9 +178,14 @@ class ParsedBlock:
 
 
 def parse_block(
-    data: bytes, first_line: int = 1, *, unit: Unit = Unit.AUTO, tz: tzinfo | None = None
+    data: bytes,
+    first_line: int = 1,
+    *,
+    unit: Unit = Unit.AUTO,
+    tz: tzinfo | None = None,
+    render: bool = True,
 ) -> ParsedBlock:
-    """Parse every newline-terminated line of `data`."""
+    """Parse every newline-terminated line of `data` (without `render`, only which are good)."""
     chars = np.frombuffer(data, np.uint8)
     ends = np.flatnonzero(chars == ord("\n"))
     starts = np.zeros_like(ends)
@@ -188,18 +196,21 @@ def parse_block(
         first_line, data, starts, lengths, np.empty((len(ends), OUT_WIDTH), np.uint8),
         np.zeros(len(ends), np.bool_),
     )  # fmt: skip
-    _parse_common_shapes(block, chars, naive_is_utc=tz is None)
-    _parse_epoch_digits(block, chars, unit)
+    _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
+    _parse_epoch_digits(block, chars, unit, render=render)
     for row in np.flatnonzero(~block.ok):
         _parse_one(block, int(row), unit, tz)
     return block
 
 
-def _parse_common_shapes(block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool) -> None:
-    for length, shapes in _SHAPES.items():
-        rows = np.flatnonzero(block.lengths == length)
-        if not len(rows):
+def _parse_common_shapes(
+    block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool, render: bool
+) -> None:
+    present = np.flatnonzero(np.bincount(block.lengths, minlength=_MAX_SHAPE + 1)[: _MAX_SHAPE + 1])
+    for length in present.tolist():
+        if (shapes := _SHAPES.get(length)) is None:
             continue
+        rows = np.flatnonzero(block.lengths == length)
         line = sliding_window_view(chars, length)[block.starts[rows]]
         shape = np.take(_CLASS, line).view(f"V{length}")[:, 0]
         dashes = (line[:, 4] == ord("-")) & (line[:, 7] == ord("-"))  # '+' shares their class
@@ -210,19 +221,22 @@ def _parse_common_shapes(block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool
             if len(hit):
                 millis, valid = candidate.millis(line[hit])
                 good = rows[hit[valid]]
-                block.rendered[good] = render(millis[valid])
+                if render:
+                    block.rendered[good] = _render(millis[valid])
                 block.ok[good] = True
 
 
 _EPOCH_MAX_DIGITS = 18  # every 18-digit number fits an int64
 
 
-def _parse_epoch_digits(block: ParsedBlock, chars: Bytes, unit: Unit) -> None:
+def _parse_epoch_digits(block: ParsedBlock, chars: Bytes, unit: Unit, *, render: bool) -> None:
     """Lines of only digits (epoch numbers without sign or fraction), by the AUTO_RULE bounds."""
-    for length in range(1, _EPOCH_MAX_DIGITS + 1):
-        rows = np.flatnonzero((block.lengths == length) & ~block.ok)
-        if not len(rows):
-            continue
+    lengths = np.where(block.ok, 0, block.lengths)
+    present = np.flatnonzero(
+        np.bincount(lengths, minlength=_EPOCH_MAX_DIGITS + 1)[1 : _EPOCH_MAX_DIGITS + 1]
+    )
+    for length in (present + 1).tolist():
+        rows = np.flatnonzero(lengths == length)
         line = sliding_window_view(chars, length)[block.starts[rows]]
         digits = ((line - ord("0")) < 10).all(axis=1)  # uint8: bytes below '0' wrap around
         rows, line = rows[digits], line[digits]
@@ -239,7 +253,8 @@ def _parse_epoch_digits(block: ParsedBlock, chars: Bytes, unit: Unit) -> None:
                 millis[part] = value[part] // 10**-shift
             lower = bound
         valid = millis <= _MAX_MS
-        block.rendered[rows[valid]] = render(millis[valid])
+        if render:
+            block.rendered[rows[valid]] = _render(millis[valid])
         block.ok[rows[valid]] = True
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from lumu_cli import events
 from lumu_cli.errors import InvalidTimestamp
-from lumu_cli.events import Reason, canonical_ip, check_events
+from lumu_cli.events import BATCH_MIN, Reason, canonical_ip, check_events, dotted_quads
 from lumu_cli.timestamps import parse_timestamp
 
 GOOD_IP = "192.0.2.1"
@@ -326,6 +326,29 @@ def test_canonical_ip_agrees_with_the_stdlib(text: str) -> None:
     assert canonical_ip(text) == reference_ip(text)
 
 
+QUAD_TEXT = st.one_of(
+    st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
+    st.text("0123456789.", max_size=18),
+    st.text("0123456789.:abcdefABCDEF \n\x00é", max_size=20),
+    st.sampled_from(["0.0.0.0", "255.255.255.255", "256.0.0.1", "01.2.3.4", "1.2.3.04", "1..2.3",
+                     ".1.2.3", "1.2.3.", "1.2.3.4.", "1.2.3.4\n", "1234.1.1.1", "1.2.3.1000"]),
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(QUAD_TEXT, max_size=50))
+def test_dotted_quads_read_together_agree_with_the_definition_one_by_one(texts: list[str]) -> None:
+    """A text it does not read is left to canonical_ip: all of them if one holds a newline."""
+    codes, quad = dotted_quads(texts)
+    every = not any("\n" in text for text in texts)
+    for text, code, is_quad in zip(texts, codes.tolist(), quad.tolist(), strict=True):
+        ip = reference_ip(text)
+        expected = type(ip) is int and ":" not in text  # a dotted quad, not IPv4-mapped IPv6
+        assert is_quad == (expected and every), text
+        if is_quad:
+            assert code == ip
+
+
 @pytest.mark.parametrize("text", ["fe80::1%eth0", "fe80::1%1", "1.2.3", "01.2.3.4", "", " ::1"])
 def test_canonical_ip_rejects_non_addresses_and_zones(text: str) -> None:
     assert canonical_ip(text) is None
@@ -386,7 +409,7 @@ ANY_VALUE = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(ANY_VALUE, max_size=30))
+@given(st.lists(ANY_VALUE, max_size=3 * BATCH_MIN))
 def test_any_bytes_are_counted_exactly_once(values: list[bytes | None]) -> None:
     checked = check_events(values)
     assert len(checked.v4) + len(checked.v6) + sum(checked.invalid.values()) == len(values)
@@ -442,6 +465,31 @@ OBJECTS = st.fixed_dictionaries(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(OBJECTS, ANY_VALUE), max_size=25))
 def test_check_events_agrees_with_the_rules_record_by_record(values: list[bytes | None]) -> None:
+    agrees_with_the_rules(values)
+
+
+def _with_note(obj: bytes, note: bytes) -> bytes:
+    """`obj` with one more field, a string of raw bytes (not always UTF-8, not always JSON)."""
+    return obj[:-1] + (b", " if obj != b"{}" else b"") + b'"note": "' + note + b'"}'
+
+
+NOTE = st.lists(st.one_of(st.integers(0x80, 0xFF), st.sampled_from(b'a"\\')), max_size=4).map(bytes)
+NOTED = st.builds(_with_note, OBJECTS, NOTE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(OBJECTS, NOTED, ANY_VALUE), min_size=BATCH_MIN, max_size=3 * BATCH_MIN))
+def test_the_batch_path_agrees_with_the_rules_record_by_record(values: list[bytes | None]) -> None:
+    agrees_with_the_rules(values)
+
+
+@pytest.mark.parametrize("size", [1, BATCH_MIN, 3 * BATCH_MIN])
+def test_a_skipped_field_that_is_not_utf8_makes_the_record_not_utf8(size: int) -> None:
+    values = [good(), _with_note(good(), b"caf\xe9")] * (size // 2) or [_with_note(good(), b"\xff")]
+    assert check_events(values).invalid == Counter({Reason.NOT_UTF8: max(1, size // 2)})
+
+
+def agrees_with_the_rules(values: list[bytes | None]) -> None:
     expected = [reference(value) for value in values]
     reasons = [e for e in expected if isinstance(e, Reason)]
     first: dict[Reason, int] = {}
