@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from lumu_cli.events import Checked, check_events
 from lumu_cli.uniques import (
     V4_DIGITS,
@@ -173,13 +175,16 @@ class Tally:
     def apply(self, partition: int, offsets: Sequence[int], checked: Checked) -> None:
         """Count the checked records at `offsets` (none of them counted yet)."""
         part = self.partitions.setdefault(partition, PartitionTally())
-        pieces = part.pieces
-        before = len(part.ips.v4) if pieces else 0
-        for ips in (part.ips, self.ips):
-            ips.add_v4(checked.v4)
-            ips.add_v6(checked.v6)
-        if pieces:  # a batch of addresses seen before changes no piece: most batches, usually
-            pieces.touch(checked.v4 if len(part.ips.v4) != before else (), checked.v6)
+        v4 = np.sort(np.array(checked.v4, np.uint32))  # in order, a bitmap takes them sooner
+        before = len(part.ips.v4)
+        part.ips.add_v4(v4)
+        grew = len(part.ips.v4) != before  # if not, the union has them all too
+        if grew:
+            self.ips.add_v4(v4)
+        part.ips.add_v6(checked.v6)
+        self.ips.add_v6(checked.v6)
+        if part.pieces:  # a batch of addresses seen before changes no piece: most batches
+            part.pieces.touch(v4 if grew else (), checked.v6)
         part.messages += len(offsets)
         part.invalid.update(checked.invalid)
         if offsets:

@@ -27,7 +27,8 @@ __all__ = ["Stats", "Tracker"]
 
 BATCH = 20_000
 MAX_IN_FLIGHT = 4  # batches read but not counted yet: bounds memory, keeps workers busy
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.1  # a poll returns when BATCH records are in, or after this
+END_POLL_SECONDS = 0.01  # with exit_at_end: the last, short batch is not waited for
 PUBLISH_SECONDS = 0.1
 RATE_WINDOW = 5.0
 
@@ -138,9 +139,10 @@ class Tracker:
     def run(self) -> Stats:
         """Consume, count and publish `stats` until stopped; the final stats."""
         published = 0.0
+        wait = END_POLL_SECONDS if self.exit_at_end else POLL_SECONDS
         try:
             while not self.stop.is_set():
-                batch = self.source.poll(BATCH, POLL_SECONDS)
+                batch = self.source.poll(BATCH, wait)
                 self._read_batch(batch)
                 self._count(wait=len(self._in_flight) > MAX_IN_FLIGHT)
                 now = time.monotonic()

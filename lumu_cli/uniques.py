@@ -145,7 +145,7 @@ class Pieces:
         self._touched6: set[bytes] = set()
         self._proposed: tuple[dict[int, int], dict[bytes, int]] = ({}, {})
 
-    def touch(self, v4: Sequence[int], v6: Sequence[bytes]) -> None:
+    def touch(self, v4: Sequence[int] | npt.NDArray[np.uint32], v6: Sequence[bytes]) -> None:
         """Note addresses just added to the set (their pieces may have changed)."""
         if len(v4):
             self._touched4[np.asarray(v4, np.uint32) >> V4_SHIFT] = True

@@ -26,7 +26,7 @@ ALLOWED = {
     "click": set(),
     "rich": {*CLI, "live.py"},
     "confluent_kafka": {"kafka_io.py"},
-    "numpy": {"events.py", "tsstream.py", "uniques.py"},
+    "numpy": {"events.py", "snapshots.py", "tsstream.py", "uniques.py"},
     "pyroaring": {"uniques.py"},
     "msgspec": {"events.py"},
     "prometheus_client": {"server.py"},

@@ -257,7 +257,7 @@ def _count(
     with contextlib.ExitStack() as resources:  # closed in reverse, also on an error
         consumer = Consumed(
             config, how.topic, how.group, from_beginning=how.from_beginning or how.reset,
-            durable=how.state,
+            durable=how.state, to_the_end=exit_at_end,
         )  # fmt: skip
         resources.callback(consumer.close)
         tally, keeper = Tally(), None
