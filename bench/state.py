@@ -137,7 +137,7 @@ def add(tally: Tally, partition: int, addresses: V4) -> None:
 
     start = tally.next_offset(partition)
     offsets = range(start, start + len(addresses))
-    tally.apply(partition, offsets, Checked(v4=addresses, v6=[]))  # type: ignore[arg-type]
+    tally.apply(partition, offsets, Checked(v4=addresses, v6=[]))
 
 
 # ---------------------------------------------------------------- 1. commit cost

@@ -66,14 +66,27 @@ def canonical_ip(text: str) -> IP | None:
     return int.from_bytes(packed[12:], "big") if packed[:12] == _MAPPED else packed
 
 
-@dataclass
+@dataclass(eq=False)
 class Checked:
-    """The outcome for a sequence of records: valid addresses, invalid counts, first examples."""
+    """The outcome for a sequence of records: valid addresses, invalid counts, first examples.
 
-    v4: list[int] = field(default_factory=list)
+    `v4` holds the IPv4 address of each valid record, sorted (a bitmap takes them sooner so,
+    and the sort is done where the records are checked, perhaps in a worker process).
+    """
+
+    v4: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
     v6: list[bytes] = field(default_factory=list)
     invalid: Counter[Reason] = field(default_factory=Counter)
     examples: dict[Reason, int] = field(default_factory=dict)  # reason -> index of first record
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Checked):
+            return NotImplemented
+        return np.array_equal(self.v4, other.v4) and (self.v6, self.invalid, self.examples) == (
+            other.v6,
+            other.invalid,
+            other.examples,
+        )
 
     def _invalid(self, reason: Reason, index: int, count: int = 1) -> None:
         self.invalid[reason] += count
@@ -139,7 +152,7 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
         if (count := int(np.count_nonzero(rows))) != 0:
             out._invalid(reason, int(np.argmax(rows)), count)
     good = codes[plain & ~bad_ip & stamped]
-    out.v4[:0] = good[good >= 0].tolist()
+    out.v4 = np.sort(np.concatenate((good[good >= 0].astype(np.uint32), out.v4)))
     if len(v6 := good[good < _BAD]):
         out.v6 += map(_v6_codes.__getitem__, (-2 - v6).tolist())
     return out
@@ -179,7 +192,12 @@ def _codes(texts: list[str]) -> npt.NDArray[np.int64]:
     codes, quad = dotted_quads(texts)
     if not quad.all():
         others = np.flatnonzero(~quad).tolist()
-        codes[others] = list(map(_code, map(texts.__getitem__, others)))
+        words = list(map(texts.__getitem__, others))
+        cached: list[int | None] = list(map(_ip_codes.get, words))
+        if None in cached:
+            pairs = zip(words, cached, strict=True)
+            cached = [_code(word) if code is None else code for word, code in pairs]
+        codes[others] = cached  # type: ignore[assignment]  # no None left
     return codes
 
 
@@ -245,6 +263,7 @@ def _code(text: str) -> int:
 def _check_each(values: Sequence[bytes | None], rows: Iterable[int]) -> Checked:
     """Check the records at `rows` one by one, by the rules in order (timestamps in a block)."""
     out = Checked()
+    v4: list[int] = []
     lines: list[str] = []  # timestamps to parse as one block, with their records' addresses
     ips: list[IP] = []
     stamped: list[int] = []
@@ -281,7 +300,7 @@ def _check_each(values: Sequence[bytes | None], rows: Iterable[int]) -> Checked:
             ips.append(ip)
             stamped.append(index)
         elif _parses(stamp):
-            _add(out, ip)
+            (v4 if type(ip) is int else out.v6).append(ip)  # type: ignore[arg-type]
         else:
             out._invalid(Reason.BAD_TIMESTAMP, index)
     if lines:
@@ -291,8 +310,9 @@ def _check_each(values: Sequence[bytes | None], rows: Iterable[int]) -> Checked:
             for index in compress(stamped, [not good for good in flags]):
                 out._invalid(Reason.BAD_TIMESTAMP, index)
             ips = list(compress(ips, flags))
-        out.v4 += [ip for ip in ips if type(ip) is int]
+        v4 += [ip for ip in ips if type(ip) is int]
         out.v6 += [ip for ip in ips if type(ip) is bytes]
+    out.v4 = np.sort(np.array(v4, np.uint32))
     return out
 
 
@@ -322,13 +342,6 @@ def explain(value: bytes | None) -> str:
         except InvalidTimestamp as exc:
             return f"{reason}: {exc}"
     return f"{reason}: {record}"
-
-
-def _add(out: Checked, ip: IP) -> None:
-    if type(ip) is int:
-        out.v4.append(ip)
-    else:
-        out.v6.append(ip)  # type: ignore[arg-type]
 
 
 def _is_utf8(value: bytes) -> bool:

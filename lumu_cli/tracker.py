@@ -45,6 +45,7 @@ class Stats:
     updated_at: str
     partitions: tuple[PartitionInfo, ...] = ()
     healthy: bool = True
+    first_record_at: float | None = None  # seconds after the start (restore and join included)
 
     @property
     def invalid_total(self) -> int:
@@ -67,6 +68,9 @@ class Stats:
             "invalid": self.invalid_total,
             "invalid_by_reason": self.invalid,
             "elapsed": round(self.elapsed, 3),
+            "first_record_at": None
+            if self.first_record_at is None
+            else round(self.first_record_at, 3),
         }
 
 
@@ -129,6 +133,7 @@ class Tracker:
         self.stop = threading.Event()
         self.errors: Counter[str] = Counter()
         self._started = time.monotonic()
+        self._first_record: float | None = None
         self._history: deque[tuple[float, int]] = deque([(self._started, 0)])
         self._reported: set[Reason] = set()
         self._at_end: set[int] = set()
@@ -194,6 +199,8 @@ class Tracker:
             if partition not in self.source.assigned:  # read before it was revoked
                 continue
             offsets = batch.offsets[partition]
+            if self._first_record is None:
+                self._first_record = time.monotonic() - self._started
             read = self._read.get(partition, self.tally.next_offset(partition))
             skip = bisect.bisect_left(offsets, read)  # a replay: those are counted already
             if skip < len(offsets):
@@ -253,6 +260,7 @@ class Tracker:
             invalid=dict(sorted(tally.invalid.items())),
             rate=rate,
             elapsed=now - self._started,
+            first_record_at=self._first_record,
             updated_at=format_timestamp(datetime.now(UTC)),
             partitions=tuple(sorted(self._partitions(), key=lambda info: info.partition)),
             healthy=self.source.brokers_up.is_set(),

@@ -66,6 +66,8 @@ _OUT_DTYPE = np.dtype(
     }
 )
 _OUT_TEMPLATE = np.frombuffer(b"0000-00-00T00:00:00.000Z\n", np.uint8)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int16)
+_EDGE_YEARS = np.frombuffer(b"00019999", "V4")
 
 
 @dataclass(frozen=True)
@@ -82,22 +84,47 @@ class _Shape:
         text = _PREFIX + f"{dot}{self.zone}".encode()
         return np.frombuffer(text, f"V{len(text)}")
 
+    def fields(self, chars: Bytes) -> npt.NDArray[np.bool_]:
+        """Which rows have a real month, day, time of day and offset (small integers only)."""
+        digit = chars.astype(np.int16) - ord("0")  # every digit column was checked already
+        year = digit[:, 0] * 1000 + digit[:, 1] * 100 + digit[:, 2] * 10 + digit[:, 3]
+        month, day = digit[:, 5] * 10 + digit[:, 6], digit[:, 8] * 10 + digit[:, 9]
+        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+        days = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + ((month == 2) & leap)
+        valid = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+        valid &= digit[:, 11] * 10 + digit[:, 12] <= 23  # hour
+        valid &= (digit[:, 14] <= 5) & (digit[:, 17] <= 5)  # minute and second below 60
+        if len(self.zone) > 1:  # +HH:MM, +HHMM or +HH
+            at = chars.shape[1] - len(self.zone)
+            valid &= digit[:, at + 1] * 10 + digit[:, at + 2] <= 23
+            if len(self.zone) > 3:
+                valid &= digit[:, chars.shape[1] - 2] <= 5  # offset minutes below 60
+        return np.asarray(valid, np.bool_)
+
+    def valid(self, chars: Bytes) -> npt.NDArray[np.bool_]:
+        """Which rows are surely real instants, without computing them.
+
+        A row of year 1 or 9999 with an offset may fall outside years 1..9999 in UTC: it is left
+        out here, for the definition to decide.
+        """
+        valid = self.fields(chars)
+        if len(self.zone) > 1:
+            valid &= ~np.isin(chars[:, :4].view("V4")[:, 0], _EDGE_YEARS)
+        return valid
+
     def millis(self, chars: Bytes) -> tuple[Ints, npt.NDArray[np.bool_]]:
         """Epoch milliseconds of rows in this shape, and which rows are real instants."""
+        valid = self.fields(chars)
         year, month, day = _num(chars, 0, 4), _num(chars, 5, 2), _num(chars, 8, 2)
         hour, minute, second = _num(chars, 11, 2), _num(chars, 14, 2), _num(chars, 17, 2)
         frac = _num(chars, 20, min(self.fraction, 3)) * 10 ** max(3 - self.fraction, 0)
         months = (year - 1970) * 12 + np.clip(month, 1, 12) - 1
         month_start = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-        next_start = (months + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-        valid = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)
-        valid &= (day <= next_start - month_start) & (hour <= 23) & (minute <= 59) & (second <= 59)
         seconds = (month_start + day - 1) * 86400 + hour * 3600 + minute * 60 + second
-        if len(self.zone) > 1:  # +HH:MM, +HHMM or +HH
+        if len(self.zone) > 1:
             at = len(chars[0]) - len(self.zone)
             zh = _num(chars, at + 1, 2)
             zm = _num(chars, len(chars[0]) - 2, 2) if len(self.zone) > 3 else np.zeros_like(zh)
-            valid &= (zh <= 23) & (zm <= 59)
             sign = np.where(chars[:, at] == ord("+"), 1, -1)
             seconds -= sign * (zh * 3600 + zm * 60)
         millis = seconds * 1000 + frac
@@ -218,12 +245,12 @@ def _parse_common_shapes(
             if candidate.zone == "" and not naive_is_utc:
                 continue
             hit = np.flatnonzero((shape == candidate.pattern) & dashes)
-            if len(hit):
+            if len(hit) and render:
                 millis, valid = candidate.millis(line[hit])
-                good = rows[hit[valid]]
-                if render:
-                    block.rendered[good] = _render(millis[valid])
-                block.ok[good] = True
+                block.rendered[rows[hit[valid]]] = _render(millis[valid])
+                block.ok[rows[hit[valid]]] = True
+            elif len(hit):
+                block.ok[rows[hit[candidate.valid(line[hit])]]] = True
 
 
 _EPOCH_MAX_DIGITS = 18  # every 18-digit number fits an int64

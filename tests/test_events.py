@@ -212,7 +212,7 @@ def test_a_timestamp_ts_parse_rejects_is_bad(stamp: object) -> None:
 @pytest.mark.parametrize("stamp", VALID_STAMPS, ids=repr)
 def test_every_timestamp_form_counts(stamp: object) -> None:
     checked = check_events([good(timestamp=stamp)])
-    assert checked.v4 == [int(ipaddress.IPv4Address(GOOD_IP))]
+    assert checked.v4.tolist() == [int(ipaddress.IPv4Address(GOOD_IP))]
     assert checked.v6 == []
     assert not checked.invalid
 
@@ -224,7 +224,7 @@ def test_every_timestamp_form_counts_in_one_batch() -> None:
         good(timestamp=s, device_ip=str(a)) for s, a in zip(VALID_STAMPS, addresses, strict=True)
     ]
     checked = check_events(values)
-    assert sorted(checked.v4) == sorted(int(a) for a in addresses)
+    assert checked.v4.tolist() == sorted(int(a) for a in addresses)  # in order
     assert not checked.invalid
 
 
@@ -271,7 +271,7 @@ def test_counts_and_first_examples_over_a_batch() -> None:
         Reason.NOT_OBJECT: 3,
         Reason.BAD_DEVICE_IP: 5,
     }
-    assert checked.v4 == [int(ipaddress.IPv4Address(GOOD_IP))]
+    assert checked.v4.tolist() == [int(ipaddress.IPv4Address(GOOD_IP))]
     assert checked.v6 == [ipaddress.IPv6Address("2001:db8::1").packed]
 
 
@@ -283,7 +283,12 @@ def test_the_first_example_is_the_first_record_whichever_path_finds_it() -> None
 
 def test_an_empty_batch_counts_nothing() -> None:
     checked = check_events([])
-    assert (checked.v4, checked.v6, checked.invalid, checked.examples) == ([], [], Counter(), {})
+    assert (checked.v4.tolist(), checked.v6, checked.invalid, checked.examples) == (
+        [],
+        [],
+        Counter(),
+        {},
+    )
 
 
 # ---------------------------------------------------------------- canonical addresses
@@ -298,14 +303,14 @@ def test_one_ipv6_address_written_several_ways_is_one_value() -> None:
     ]
     checked = check_events([good(device_ip=w) for w in written])
     assert checked.v6 == [address.packed] * len(written)
-    assert checked.v4 == []
+    assert checked.v4.tolist() == []
 
 
 def test_an_ipv4_address_and_its_ipv4_mapped_form_are_one_value() -> None:
     address = ipaddress.IPv4Address("203.0.113.7")
     written = [str(address), f"::ffff:{address}", f"::FFFF:{address}", "::ffff:cb00:7107"]
     checked = check_events([good(device_ip=w) for w in written])
-    assert checked.v4 == [int(address)] * len(written)
+    assert checked.v4.tolist() == [int(address)] * len(written)
     assert checked.v6 == []
 
 
@@ -369,7 +374,7 @@ def test_a_one_megabyte_record_is_checked_without_crashing() -> None:
     ]
     checked = check_events(values)
     ip = int(ipaddress.IPv4Address(GOOD_IP))
-    assert checked.v4 == [ip, ip]
+    assert checked.v4.tolist() == [ip, ip]
     assert checked.invalid == Counter(
         {
             Reason.BAD_DEVICE_IP: 1,
@@ -497,7 +502,7 @@ def agrees_with_the_rules(values: list[bytes | None]) -> None:
         if isinstance(outcome, Reason):
             first.setdefault(outcome, index)
     checked = check_events(values)
-    assert Counter(checked.v4) == Counter(e for e in expected if type(e) is int)
+    assert checked.v4.tolist() == sorted(e for e in expected if type(e) is int)
     assert Counter(checked.v6) == Counter(e for e in expected if type(e) is bytes)
     assert checked.invalid == Counter(reasons)
     assert checked.examples == first

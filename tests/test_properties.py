@@ -3,7 +3,8 @@
 1. Round trips: an instant written in every supported form parses back to that instant.
 2. Fuzzing: arbitrary or nearly valid input either parses to an aware UTC datetime or raises
    InvalidTimestamp, never anything else.
-3. The numpy fast path of `parse_block` agrees with `normalize` (the definition) line for line.
+3. The numpy fast path of `parse_block` agrees with `normalize` (the definition) line for line,
+   rendering or only checking.
 4. Fractions are truncated, never rounded.
 
 Expected values come from datetime arithmetic and this file's own formatting (`iso_ms`), never
@@ -640,6 +641,8 @@ def check_block(
     data = b"".join(raw + (b"\r\n" if crlf else b"\n") for raw, crlf in lines)
     block = parse_block(data, 7, unit=unit, tz=tz)
     assert len(block) == len(lines)
+    checked = parse_block(data, 7, unit=unit, tz=tz, render=False)  # as track checks stamps
+    assert checked.ok.tolist() == block.ok.tolist()
     expected = expected_rows([raw for raw, _ in lines], unit, tz)
     for row, ((raw, _), (text, error)) in enumerate(zip(lines, expected, strict=True)):
         assert block.text(row) == raw.decode("utf-8", "replace")
@@ -669,9 +672,14 @@ def check_block(
         (b"2024-01-01T24:00:00Z", False),
         (b"2024-01-01T24:00:01Z", False),
         (b"9999-12-31T23:59:59.000-00:01", True),
+        (b"1900-02-29T00:00:00Z", False),  # no leap day in a century year,
+        (b"2000-02-29T00:00:00.000Z", False),  # unless it divides by 400
+        (b"2100-02-29 00:00:00+01:00", False),
+        (b"2024-02-29T00:00:00+05:30", False),
+        (b"2023-04-31T00:00:00Z", False),
     ],
     0,
-    7,
+    12,
 )
 def test_fast_path_equals_definition(lines: list[tuple[bytes, bool]], lo: int, hi: int) -> None:
     check_block(lines, Unit.AUTO, None, lo, hi)

@@ -11,6 +11,7 @@ import json
 import random
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
 from lumu_cli.events import Checked, Reason
@@ -24,7 +25,7 @@ TOPIC = "events"
 def checked(
     v4: Sequence[int], v6: Sequence[bytes] = (), invalid: dict[Reason, int] | None = None
 ) -> Checked:
-    result = Checked(v4=list(v4), v6=list(v6))
+    result = Checked(v4=np.sort(np.array(v4, np.uint32)), v6=list(v6))
     result.invalid.update(invalid or {})
     return result
 

@@ -133,7 +133,7 @@ def test_replaying_the_same_offsets_changes_nothing() -> None:
     tally.count(0, offsets[3:], values[3:])
     assert (tally.messages, len(tally.ips), tally.invalid) == before
     assert not checked.invalid
-    assert not checked.v4
+    assert not len(checked.v4)
     assert tally.partitions[0].next_offset == 111
 
 
@@ -348,7 +348,7 @@ def test_stats_report_health_partitions_and_the_summary() -> None:
     assert stats.partitions == tuple(source.partitions())
     assert stats.invalid_total == len(invalid)
     summary = stats.summary()
-    elapsed = summary.pop("elapsed")
+    elapsed, first = summary.pop("elapsed"), summary.pop("first_record_at")
     assert summary == {
         "unique_ips": distinct(ips),
         "messages": len(ips) + len(invalid),
@@ -356,7 +356,8 @@ def test_stats_report_health_partitions_and_the_summary() -> None:
         "invalid_by_reason": {"bad_timestamp": 1, "empty": 1, "not_json": 2},
     }
     assert isinstance(elapsed, float)
-    assert elapsed >= 0
+    assert isinstance(first, float)
+    assert 0 <= first <= elapsed
     assert round(elapsed, 3) == elapsed
     line = json.loads(json.dumps(stats.summary()))  # the line `track` prints
     assert line["invalid_by_reason"] == {"bad_timestamp": 1, "empty": 1, "not_json": 2}
@@ -385,6 +386,7 @@ def test_stats_summary_of_a_fixed_snapshot() -> None:
         "invalid": 7,
         "invalid_by_reason": {"empty": 2, "not_json": 5},
         "elapsed": 12.346,
+        "first_record_at": None,  # nothing read
     }
 
 

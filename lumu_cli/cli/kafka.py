@@ -320,7 +320,7 @@ def track(
     invalid, by reason, and the first of each reason is shown on stderr with its offset. The
     count shows live on a terminal, as a status line otherwise. At the end (Ctrl-C, SIGTERM or
     --exit-at-end) one JSON line is printed: unique_ips, messages, invalid, invalid_by_reason,
-    elapsed. The exit status is 1 if any record was invalid, 130 after Ctrl-C.
+    elapsed, first_record_at. The exit status is 1 if any record was invalid, 130 after Ctrl-C.
 
     The count is kept in the group's compacted topic <group>-lumu-state (unless --no-state): a
     restart resumes it, and every instance of the group shows the count over all partitions.
