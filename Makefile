@@ -30,6 +30,7 @@ test: lint
 bench: install  # about 12 minutes; the Kafka ones start their own broker on 127.0.0.1:29192
 	$(BIN)/python bench/ts_parse.py
 	$(BIN)/python bench/consume.py
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/produce.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/http_serve.py
