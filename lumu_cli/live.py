@@ -10,8 +10,8 @@ import sys
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import rich.progress
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
@@ -19,7 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from lumu_cli.produce import Progress
-from lumu_cli.tracker import Stats
+
+if TYPE_CHECKING:  # not imported to run: `produce` shows its progress without the tracker
+    import rich.progress  # (imported by produce's bar only: track starts without it)
+
+    from lumu_cli.tracker import Stats
 
 __all__ = ["ProduceProgress", "StatusView", "render", "status_line"]
 
@@ -130,14 +134,22 @@ class StatusView:
 
 
 class ProduceProgress:
-    """`produce`'s progress on stderr: a Rich bar on a terminal, a line every `every` s if not."""
+    """`produce`'s progress on stderr: a Rich bar on a terminal, a line every `every` s if not.
 
-    def __init__(self, count: int | None, duration: float | None, every: float = 5.0) -> None:
+    The bar is redrawn from the produce loop, at most every `redraw` seconds, and has no thread
+    of its own: a paced run sleeps between its batches instead of waking for the drawing.
+    """
+
+    def __init__(
+        self, count: int | None, duration: float | None, every: float = 5.0, redraw: float = 0.5
+    ) -> None:
         self.count = count
         self.duration = duration
         self.every = every
+        self.redraw = redraw
         self.console = Console(stderr=True)
-        self._last = 0.0
+        self._last = 0.0  # when the progress was last shown
+        self._latest: Progress | None = None
         self._bar: rich.progress.Progress | None = None
 
     def __enter__(self) -> ProduceProgress:
@@ -146,23 +158,33 @@ class ProduceProgress:
 
             columns = [bars.TextColumn("producing"), bars.BarColumn(), bars.TaskProgressColumn()]
             columns += [bars.MofNCompleteColumn(), bars.TextColumn("{task.fields[info]}")]
-            self._bar = bars.Progress(*columns, console=self.console, transient=False)
+            self._bar = bars.Progress(
+                *columns, console=self.console, transient=False, auto_refresh=False
+            )
             self._task = self._bar.add_task("produce", total=self.count or self.duration, info="")
             self._bar.start()
         return self
 
     def update(self, progress: Progress) -> None:
-        """Show how far the run has got (called after each chunk; cheap)."""
+        """Note how far the run has got, and show it when it is time (called after each batch;
+        cheap in between)."""
+        self._latest = progress
+        if progress.elapsed - self._last >= (self.every if self._bar is None else self.redraw):
+            self._last = progress.elapsed
+            self._show(progress)
+
+    def _show(self, progress: Progress) -> None:
         rate = progress.sent / progress.elapsed if progress.elapsed else 0.0
         info = f"{rate:,.0f}/s, {progress.delivered:,} delivered, {progress.failed:,} failed"
         if self._bar is not None:
             done = progress.sent if self.count is not None else progress.elapsed
-            self._bar.update(self._task, completed=done, info=info)
-        elif progress.elapsed - self._last >= self.every:
-            self._last = progress.elapsed
+            self._bar.update(self._task, completed=done, info=info, refresh=True)
+        else:
             sys.stderr.write(f"lumu: {progress.sent:,} sent, {info}\n")
             sys.stderr.flush()
 
     def __exit__(self, *_exc: object) -> None:
         if self._bar is not None:
+            if self._latest is not None:  # the final figures, whenever they came
+                self._show(self._latest)
             self._bar.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +14,9 @@ from lumu_cli.synth import Synth
 __all__ = ["Progress", "TokenBucket", "produce"]
 
 CHUNK = 1000  # records made and queued at a time when the rate allows
+TICK = 0.02  # seconds a paced run sleeps at least between batches: 50 wake-ups a second at most
+BURST = 0.1  # seconds of records a paced run saves up: a late wake-up catches up, a stall not
+STOP_CHECK = 0.1  # seconds a paced run sleeps at most before it looks at `stop` again
 FLUSH_SECONDS = 60.0
 
 
@@ -64,19 +68,18 @@ def produce(
     """Send until `count` records, `duration` seconds or `stop`; flush; the summary."""
     stop = stop or threading.Event()
     start = time.monotonic()
-    bucket = TokenBucket(rate, burst=max(1.0, rate / 50)) if rate else None
+    end = start + duration if duration is not None else math.inf
+    bucket = TokenBucket(rate, burst=max(1.0, rate * BURST)) if rate else None
     sent = 0
     while not stop.is_set():
         now = time.monotonic()
-        if (count is not None and sent >= count) or (
-            duration is not None and now - start >= duration
-        ):
+        if (count is not None and sent >= count) or now >= end:
             break
         want = CHUNK if count is None else min(CHUNK, count - sent)
         if bucket is not None:
             want = bucket.take(want)
             if not want:
-                sender.wait(min(bucket.wait(), 0.1))
+                sender.wait(min(max(bucket.wait(), TICK), STOP_CHECK, end - now))
                 continue
         sender.send(synth.records(want))
         sent += want

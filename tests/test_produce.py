@@ -4,11 +4,14 @@ The fake sender keeps every record it is given and reports deliveries as told; t
 only moves when the test (or the sender's `wait`) moves it, so no assertion depends on timing.
 Expected unique and invalid counts are computed from the sent records with `json` and
 `ipaddress` (and `parse_timestamp`, the timestamp definition tested in test_timestamps.py).
+The real Sender is tried against no broker at all (its failures), and the progress display
+against a console that writes to memory.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import ipaddress
 import json
 import threading
@@ -17,11 +20,13 @@ from types import SimpleNamespace
 from typing import cast
 
 import pytest
+from rich.console import Console
 
 from lumu_cli import produce as produce_module
 from lumu_cli.errors import InvalidTimestamp
 from lumu_cli.kafka_io import Sender
-from lumu_cli.produce import Progress, TokenBucket, produce
+from lumu_cli.live import ProduceProgress
+from lumu_cli.produce import BURST, CHUNK, STOP_CHECK, TICK, Progress, TokenBucket, produce
 from lumu_cli.synth import Synth
 from lumu_cli.timestamps import parse_timestamp
 
@@ -294,3 +299,89 @@ def test_progress_is_reported_up_to_the_final_count(clock: FakeClock) -> None:
         failed,
         2200,
     )
+
+
+# ---------------------------------------------------------------- a paced run mostly sleeps
+
+
+class WaitingSender(FakeSender):
+    """A FakeSender that notes each wait it is asked for."""
+
+    def __init__(self, clock: FakeClock, **options: object) -> None:
+        super().__init__(clock, **options)  # type: ignore[arg-type]
+        self.waits: list[float] = []
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        super().wait(seconds)
+
+
+@pytest.mark.parametrize("rate", [500, 5000, 200_000])
+def test_a_paced_run_sends_a_batch_a_tick_and_sleeps_in_between(
+    clock: FakeClock, rate: float
+) -> None:
+    sender = WaitingSender(clock)
+    summary = run(sender, Synth(10, seed=11), rate=rate, duration=2.0)
+    assert summary["sent"] == pytest.approx(rate * 2.0, rel=0.02)
+    ticks = 2.0 / TICK
+    assert len(sender.waits) <= ticks + 1  # not a wake-up per record, nor a busy loop
+    assert all(wait >= TICK for wait in sender.waits[:-1])  # the last one stops at the end
+    assert len(sender.batches) <= ticks * (rate * TICK // CHUNK + 1) + 1  # full CHUNKs, a rest
+
+
+def test_a_slow_rate_waits_for_each_record_but_looks_at_stop_often(clock: FakeClock) -> None:
+    sender = WaitingSender(clock)
+    summary = run(sender, Synth(10, seed=12), rate=2, duration=5.0)
+    assert summary["sent"] == len(sender.records) == pytest.approx(2 * 5.0, abs=1)
+    assert all(len(batch) == 1 for batch in sender.batches)
+    assert max(sender.waits) <= STOP_CHECK
+
+
+def test_after_a_stall_a_paced_run_catches_up_by_its_burst_at_most(clock: FakeClock) -> None:
+    sender = WaitingSender(clock, send_seconds=1.0)  # each send takes a whole second
+    run(sender, Synth(10, seed=13), rate=500, count=400)
+    assert max(len(batch) for batch in sender.batches) <= 500 * BURST
+
+
+# ---------------------------------------------------------------- Sender, with librdkafka
+
+
+def test_the_sender_counts_failed_deliveries_and_no_delivered_ones() -> None:
+    """With no broker to take them, records fail: each failure is counted, none delivered."""
+    config = {"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": "1000"}
+    sender = Sender(config, "nowhere")
+    sender.send([(b"k%d" % n, b"v") for n in range(5)])
+    assert (sender.sent, sender.delivered + sender.failed) == (5, 0)  # all still queued
+    assert sender.flush(30) == 0
+    assert (sender.sent, sender.delivered, sender.failed) == (5, 0, 5)
+    assert sender.first_error is not None
+
+
+# ---------------------------------------------------------------- the progress display
+
+
+def progress_at(elapsed: float, sent: int = 10) -> Progress:
+    return Progress(sent, sent - 1, 1, elapsed, None)
+
+
+def test_the_plain_progress_is_a_line_every_so_often(capsys: pytest.CaptureFixture[str]) -> None:
+    display = ProduceProgress(None, 30.0, every=5.0)
+    display.console = Console(file=io.StringIO(), force_terminal=False)
+    with display:
+        for tenth in range(121):
+            display.update(progress_at(tenth / 10, sent=tenth))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" sent")[0] for line in lines] == ["lumu: 50", "lumu: 100"]
+
+
+def test_the_bar_is_redrawn_now_and_then_and_shows_the_final_figures() -> None:
+    screen = io.StringIO()
+    display = ProduceProgress(1000, None, redraw=0.5)
+    display.console = Console(file=screen, force_terminal=True, width=120)
+    with display:
+        for hundredth in range(1, 201):  # two seconds of batches, every 10 ms
+            display.update(progress_at(hundredth / 100, sent=hundredth * 5))
+        display.update(Progress(1000, 987, 13, 2.004, 1000))  # the last, just after a redraw
+    drawn = screen.getvalue()
+    assert drawn.count("producing") <= 2 / 0.5 + 3  # not once per batch
+    assert "987 delivered, 13 failed" in drawn

@@ -13,7 +13,8 @@ import pytest
 
 from lumu_cli import synth as synth_module
 from lumu_cli.events import Reason, check_events
-from lumu_cli.synth import Synth
+from lumu_cli.synth import POOL, Synth
+from lumu_cli.timestamps import parse_timestamp
 from tests.test_events import IP, reference, reference_ip, reference_stamp_ok
 
 
@@ -94,3 +95,76 @@ def test_synth_writes_addresses_and_timestamps_in_every_form() -> None:
     assert all(reference_stamp_ok(s) for s in stamps)
     for key, obj in zip([k for k, _ in records], objects, strict=True):  # the key is the device
         assert reference_ip(key.decode()) == reference_ip(obj["device_ip"])
+
+
+# ---------------------------------------------------------------- the pool the records go round
+
+
+def test_the_same_seed_makes_the_same_records_whatever_the_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(synth_module, "time", SimpleNamespace(time=lambda: 1_700_000_000.5))
+    size = len(Synth(50, invalid_ratio=0.2, seed=12).pool)
+    whole = Synth(50, invalid_ratio=0.2, seed=12).records(2 * size + 7)
+    synth = Synth(50, invalid_ratio=0.2, seed=12)
+    pieces = [synth.records(n) for n in (1, 999, size, 0, size - 993)]
+    assert [record for piece in pieces for record in piece] == whole
+    assert whole[size:] == whole[: size + 7]  # the same records again, pass after pass
+
+
+def test_each_batch_is_stamped_with_the_time_it_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The only thing that varies from pass to pass: the timestamps, current in each batch."""
+    times = [1_700_000_000.25, 1_800_000_000.75]
+    clock = iter(times)
+    monkeypatch.setattr(synth_module, "time", SimpleNamespace(time=lambda: next(clock)))
+    synth = Synth(30, ipv6_ratio=0.5, seed=13)
+    first = synth.records(len(synth.pool))
+    second = synth.records(len(synth.pool))  # the same records of the pool, a later time
+    for records, instant in zip((first, second), times, strict=True):
+        stamps = {parse_timestamp(json.loads(value)["timestamp"]) for _, value in records}
+        assert min(stamps) == parse_timestamp(int(instant))  # the forms without milliseconds
+        assert max(stamps) == parse_timestamp(int(instant * 1000))
+    assert [key for key, _ in first] == [key for key, _ in second]
+    assert [_without_time(v) for _, v in first] == [_without_time(v) for _, v in second]
+
+
+def _without_time(value: bytes) -> object:
+    obj = json.loads(value)
+    return {**obj, "timestamp": type(obj["timestamp"])}
+
+
+@pytest.mark.parametrize(("ips", "invalid_ratio"), [(40, 0.0), (300, 0.3), (30_000, 0.2)])
+def test_each_pass_gives_every_address_a_valid_record(ips: int, invalid_ratio: float) -> None:
+    synth = Synth(ips, ipv6_ratio=0.2, invalid_ratio=invalid_ratio, seed=14)
+    assert len(synth.pool) >= POOL
+    outcomes = _outcomes(synth.records(len(synth.pool)))
+    assert len({o for o in outcomes if not isinstance(o, Reason)}) == ips == synth.distinct_ips
+
+
+@pytest.mark.parametrize("invalid_ratio", [0.0, 0.01, 0.37, 0.5, 1.0])
+def test_the_invalid_share_of_each_pass_is_exact(invalid_ratio: float) -> None:
+    synth = Synth(100, invalid_ratio=invalid_ratio, seed=15)
+    size = len(synth.pool)
+    for passes in (1, 2):
+        synth.records(size)
+        assert sum(synth.invalid.values()) == passes * round(size * invalid_ratio)
+
+
+@pytest.mark.parametrize("seed", [16, 17])
+def test_the_counts_stay_exact_across_passes(seed: int) -> None:
+    """distinct_ips and invalid are what the records sent say, also part-way into a pass."""
+    synth = Synth(5000, ipv6_ratio=0.3, invalid_ratio=0.3, seed=seed)
+    size = len(synth.pool)
+    outcomes: list[Reason | IP] = []
+    for count in (1000, size - 1500, 1, 700, size // 3, size, 5):
+        outcomes += _outcomes(synth.records(count))
+        valid = {o for o in outcomes if not isinstance(o, Reason)}
+        assert synth.distinct_ips == len(valid)
+        assert synth.invalid == Counter(o for o in outcomes if isinstance(o, Reason))
+
+
+def test_the_keys_are_the_addresses_in_canonical_form() -> None:
+    synth = Synth(3000, ipv6_ratio=0.5, invalid_ratio=0.1, seed=18)
+    keys = {key.decode() for key, _ in synth.records(len(synth.pool))}
+    assert len(keys) == 3000
+    assert all(str(ipaddress.ip_address(key)) == key for key in keys)
