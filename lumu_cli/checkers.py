@@ -7,14 +7,12 @@ the tracker applies results in the order the batches were read, so counts and of
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import BrokenExecutor, Executor, Future
 from typing import Protocol
 
 from lumu_cli.events import Checked, check_events
@@ -72,27 +70,30 @@ class Pooled(Inline):
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: Executor | None = None
         self._broken = False
 
     def submit(self, values: Sequence[bytes | None]) -> Future[Checked]:
         if self._broken or len(values) < POOL_MIN:
             return super().submit(values)
         if self._pool is None:
+            import multiprocessing  # (here: a run without workers starts sooner)
+            from concurrent.futures import ProcessPoolExecutor
+
             spawn = multiprocessing.get_context("spawn")  # no fork of librdkafka's threads
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=spawn, initializer=_worker_start, initargs=(os.getpid(),)
             )
         try:
             return self._pool.submit(check_events, values)
-        except BrokenProcessPool:  # a worker died: go on without the pool
+        except BrokenExecutor:  # a worker died: go on without the pool
             self._broken = True
             return super().submit(values)
 
     def result(self, future: Future[Checked], values: Sequence[bytes | None]) -> Checked:
         try:
             return future.result()
-        except BrokenProcessPool:  # its worker died: check here, and from now on
+        except BrokenExecutor:  # its worker died: check here, and from now on
             self._broken = True
             return check_events(values)
 

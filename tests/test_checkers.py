@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from concurrent.futures import ProcessPoolExecutor
 
 from lumu_cli.checkers import POOL_MIN, Inline, Pooled
 from lumu_cli.state import Ephemeral
@@ -34,7 +35,7 @@ def test_a_dead_worker_is_replaced_by_checking_in_place() -> None:
     try:
         values = records(POOL_MIN * 2, 4)
         assert pooled.result(pooled.submit(values), values) == Inline().submit(values).result()
-        assert pooled._pool is not None
+        assert isinstance(pooled._pool, ProcessPoolExecutor)
         for pid in list(pooled._pool._processes):
             os.kill(pid, signal.SIGKILL)
         future = pooled.submit(values)  # the pool may not know yet that it is broken

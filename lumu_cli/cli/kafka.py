@@ -235,7 +235,6 @@ def _count(
     from lumu_cli.checkers import Inline, Pooled, default_workers
     from lumu_cli.events import explain
     from lumu_cli.kafka_io import Consumed, client_config, require_topic
-    from lumu_cli.server import Endpoint
     from lumu_cli.snapshots import Tally
     from lumu_cli.state import Durable, Ephemeral, reset
     from lumu_cli.tracker import Tracker
@@ -275,6 +274,8 @@ def _count(
         )  # fmt: skip
         consumer.listener = tracker
         if serve is not None:
+            from lumu_cli.server import Endpoint
+
             endpoint = resources.enter_context(Endpoint(serve, lambda: tracker.stats))
             fail(f"serving {endpoint.url}/count, /healthz and /metrics")
         with _Signals(tracker.stop) as signals, view(tracker):
