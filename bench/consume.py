@@ -14,6 +14,9 @@ the topic from the beginning in a fresh consumer group until every partition is 
   (b)  seed style, the original exercise's consumer: `consumer.poll(1.0)` one record at a time,
        `json.loads(msg.value())`, `device_ip` added to a Python set of strings, exceptions
        caught; with lumu's consumer settings, so the ratio compares code, not configuration.
+  (f)  the floor for Python: `consume(10000)` as (a), each value decoded by msgspec into its two
+       fields (as lumu decodes them), the raw `device_ip` added to a set: no address or timestamp
+       checked, no state kept. What is left of the bare rate once every record is decoded.
   (c)  `lumu track --from-beginning --exit-at-end` as a subprocess, the durable state on: its
        wall time includes process start-up, the state topic, group join and the final commit.
        Its steady rate is messages / (elapsed - first_record_at) from its summary: without
@@ -37,6 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from kafka_bench import (
     LUMU,
@@ -101,6 +105,41 @@ def bare(bootstrap: str, topic: str, extra: Mapping[str, object]) -> Result:
                 error = message.error()
                 if error is None:
                     count += 1
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(message.partition())  # type: ignore[arg-type]
+                else:
+                    raise KafkaException(error)
+    finally:
+        consumer.close()
+    return Result(time.perf_counter() - began, time.process_time() - cpu, count)
+
+
+class _Fields(msgspec.Struct, gc=False):
+    device_ip: object = None
+    timestamp: object = None
+
+
+def floor(bootstrap: str, topic: str) -> Result:
+    """(f) consume(10000) batches, msgspec-decoded, raw device_ip into a set; nothing checked."""
+    decode = msgspec.json.Decoder(_Fields).decode
+    began, cpu = time.perf_counter(), time.process_time()
+    consumer, assigned = _consumer(bootstrap, topic, LUMU_FETCH)
+    at_end: set[int] = set()
+    ips: set[object] = set()
+    count = 0
+    deadline = time.monotonic() + CONSUME_TIMEOUT
+    try:
+        while not (assigned and at_end >= assigned):
+            if time.monotonic() > deadline:
+                raise TimeoutError("floor consumer did not reach the end")
+            for message in consumer.consume(num_messages=10_000, timeout=0.1):
+                error = message.error()
+                if error is None:
+                    count += 1
+                    try:  # noqa: SIM105  (a `with suppress` per record would slow the floor)
+                        ips.add(decode(message.value()).device_ip)  # type: ignore[arg-type]
+                    except (msgspec.DecodeError, TypeError):
+                        pass
                 elif error.code() == KafkaError._PARTITION_EOF:
                     at_end.add(message.partition())  # type: ignore[arg-type]
                 else:
@@ -175,6 +214,7 @@ VARIANTS: dict[str, tuple[str, Callable[[str, str], Result]]] = {
     "a": ("(a)  bare consume(10000), lumu's settings", lambda b, t: bare(b, t, LUMU_FETCH)),
     "a0": ("(a0) bare consume(10000), librdkafka defaults", lambda b, t: bare(b, t, {})),
     "b": ("(b)  seed style: poll + json.loads + set", naive),
+    "f": ("(f)  floor: consume + msgspec + set, unchecked", floor),
     "c": ("(c)  lumu track (subprocess, wall)", tracked),
     "c1": ("(c1) lumu track on one core (taskset -c 0)", lambda b, t: tracked(b, t, "0")),
 }
@@ -221,6 +261,7 @@ def main() -> None:
     print(f"  ratio c/b: {rate['c'] / rate['b']:.2f}x (target >= 2x)")
     print(f"  ratio c/a: {rate['c'] / rate['a']:.2f}x (target >= 0.5x)")
     print(f"  ratio c/c1: {rate['c'] / rate['c1']:.2f}x (two cores against one)")
+    print(f"  ratio f/b: {rate['f'] / rate['b']:.2f}x (decoding alone, nothing checked)")
     print(f"  ratio c/a0: {rate['c'] / rate['a0']:.2f}x (bare, left at librdkafka's defaults)")
 
 
