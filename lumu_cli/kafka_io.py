@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import compress, pairwise
 from operator import ne
+from pathlib import Path
 from typing import Any, Protocol
 
 from confluent_kafka import (
@@ -53,20 +54,49 @@ __all__ = [
 ]
 
 
-def client_config(bootstrap: str, settings: Sequence[str] = ()) -> dict[str, str]:
-    """librdkafka properties from `--bootstrap-servers` and each `-X key=value` (as kcat takes)."""
+DEFAULT_BOOTSTRAP = "localhost:9092"
+
+
+def client_config(
+    bootstrap: str | None, settings: Sequence[str] = (), file: Path | None = None
+) -> dict[str, str]:
+    """librdkafka properties: those of `file` (a client.properties file, as kcat -F reads it),
+    then `--bootstrap-servers`, then each `-X key=value`; a later one wins."""
     config = {
-        "bootstrap.servers": bootstrap,
         # librdkafka drops the bootstrap connection once it knows the brokers, and waits half of
         # this (default 100 ms) before it connects to them: every client started 40 ms sooner
         "reconnect.backoff.ms": "10",
+        **(read_properties(file) if file is not None else {}),
     }
+    if bootstrap is not None:
+        config["bootstrap.servers"] = bootstrap
+    config.setdefault("bootstrap.servers", DEFAULT_BOOTSTRAP)
     for setting in settings:
         key, sep, value = setting.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"-X {setting!r}: expected key=value, e.g. -X security.protocol=SSL")
+            raise UsageError(f"-X {key!r}: expected key=value, e.g. -X security.protocol=SSL")
         config[key.strip()] = value
     return config
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """The properties of a Java-style properties file: key=value (or key: value) lines, # and !
+    comments, backslash escapes and continued lines. Errors name the file, never a value."""
+    import javaproperties  # (here: only -F needs it)
+
+    try:
+        with path.open(encoding="utf-8") as file:
+            properties: dict[str, str] = javaproperties.load(file)
+    except OSError as exc:
+        raise UsageError(f"-F {str(path)!r}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"-F {str(path)!r}: not UTF-8 text") from None
+    if "sasl.jaas.config" in properties:  # what a Java client's file holds
+        raise UsageError(
+            f"-F {str(path)!r}: sasl.jaas.config is a Java client setting; librdkafka takes "
+            "sasl.username and sasl.password instead"
+        )
+    return properties
 
 
 def _describe(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ ALLOWED = {
     "numpy": {"events.py", "snapshots.py", "tsstream.py", "uniques.py"},
     "pyroaring": {"uniques.py"},
     "msgspec": {"events.py"},
+    "javaproperties": {"kafka_io.py"},
     "prometheus_client": {"server.py"},
 }
 

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,12 +22,27 @@ if TYPE_CHECKING:
     from lumu_cli.tracker import Stats, Tracker
 
 Bootstrap = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--bootstrap-servers",
         "-b",
         envvar="LUMU_BOOTSTRAP_SERVERS",
-        help="Kafka brokers, host:port,...",
+        help="Kafka brokers, host:port,... [default: the -F file's bootstrap.servers, else "
+        "localhost:9092]",
+        show_default=False,
+    ),
+]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--config-file",
+        "-F",
+        envvar="LUMU_KAFKA_CONFIG",
+        metavar="FILE",
+        help="librdkafka properties, key=value lines (as kcat -F), e.g. client.properties for "
+        "SASL_SSL; -b and -X override them.",
+        show_default=False,
+        dir_okay=False,
     ),
 ]
 Topic = Annotated[
@@ -172,9 +188,10 @@ def produce(
     partitions: Annotated[
         int, typer.Option("--partitions", min=1, help="Partitions, if the topic must be created.")
     ] = 3,
-    bootstrap: Bootstrap = "localhost:9092",
+    bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
+    config_file: ConfigFile = None,
     timeout: Timeout = 10.0,
 ) -> None:
     """Seed a topic with synthetic device events at a steady rate.
@@ -190,7 +207,7 @@ def produce(
     from lumu_cli.produce import produce as run
     from lumu_cli.synth import Synth
 
-    config = client_config(bootstrap, settings or ())
+    config = client_config(bootstrap, settings or (), config_file)
     if ensure_topic(config, topic, partitions, timeout):
         fail(f"created topic {topic!r} with {partitions} partitions")
     synth = Synth(ips, ipv6_ratio=ipv6_ratio, invalid_ratio=invalid_ratio, seed=seed)
@@ -212,9 +229,10 @@ def produce(
 class _Counting:
     """What `track` and `serve` share: where to read, and how the count is kept."""
 
-    bootstrap: str
+    bootstrap: str | None
     topic: str
     settings: list[str] | None
+    config_file: Path | None
     timeout: float
     group: str
     from_beginning: bool
@@ -239,7 +257,7 @@ def _count(
     from lumu_cli.state import Durable, Ephemeral, reset
     from lumu_cli.tracker import Tracker
 
-    config = client_config(how.bootstrap, how.settings or ())
+    config = client_config(how.bootstrap, how.settings or (), how.config_file)
     require_topic(config, how.topic, how.timeout)
     if how.reset and not how.state:
         raise UsageError("--reset discards the saved state: it needs --state")
@@ -308,9 +326,10 @@ def track(
     state: State = True,
     reset: Reset = False,
     commit_interval: CommitInterval = 5.0,
-    bootstrap: Bootstrap = "localhost:9092",
+    bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
+    config_file: ConfigFile = None,
     timeout: Timeout = 10.0,
     workers: Workers = None,
 ) -> None:
@@ -329,7 +348,7 @@ def track(
     from lumu_cli.live import StatusView
 
     how = _Counting(
-        bootstrap, topic, settings, timeout, group, from_beginning, state, reset,
+        bootstrap, topic, settings, config_file, timeout, group, from_beginning, state, reset,
         commit_interval, workers,
     )  # fmt: skip
     stats, code = _count(
@@ -354,9 +373,10 @@ def serve(
     state: State = True,
     reset: Reset = False,
     commit_interval: CommitInterval = 5.0,
-    bootstrap: Bootstrap = "localhost:9092",
+    bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
+    config_file: ConfigFile = None,
     timeout: Timeout = 10.0,
     workers: Workers = None,
 ) -> None:
@@ -372,7 +392,7 @@ def serve(
     from lumu_cli.live import StatusView
 
     how = _Counting(
-        bootstrap, topic, settings, timeout, group, from_beginning, state, reset,
+        bootstrap, topic, settings, config_file, timeout, group, from_beginning, state, reset,
         commit_interval, workers,
     )  # fmt: skip
     _, code = _count(
@@ -389,8 +409,9 @@ def state_(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object instead of a table.")
     ] = False,
-    bootstrap: Bootstrap = "localhost:9092",
+    bootstrap: Bootstrap = None,
     settings: Settings = None,
+    config_file: ConfigFile = None,
     timeout: Timeout = 10.0,
 ) -> None:
     """Show the count a group has saved in its compacted topic <group>-lumu-state.
@@ -406,7 +427,7 @@ def state_(
     from lumu_cli.kafka_io import client_config
     from lumu_cli.state import describe, state_topic
 
-    saved = describe(client_config(bootstrap, settings or ()), group, timeout)
+    saved = describe(client_config(bootstrap, settings or (), config_file), group, timeout)
     now = datetime.now(UTC)
     rows = {
         entry.topic: [
