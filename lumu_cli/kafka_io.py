@@ -112,21 +112,52 @@ def _admin(config: dict[str, str]) -> AdminClient:
 
 @functools.lru_cache(maxsize=4)
 def _shared_admin(config: tuple[tuple[str, str], ...]) -> AdminClient:
+    settings: dict[str, Any] = dict(config)
+    settings.update(log_level=0, error_cb=_note_refusal(settings.get("bootstrap.servers", "")))
     try:
-        return AdminClient({**dict(config), "log_level": 0})
+        return AdminClient(settings)
     except KafkaException as exc:
         raise UsageError(f"bad Kafka client setting: {_describe(exc)}") from None
 
 
+# Why brokers turned a client away (bootstrap servers -> librdkafka's reason, which names
+# neither user nor password): a wrong password or an untrusted certificate otherwise shows only
+# as a metadata request timing out.
+_refusals: dict[str, str] = {}
+_REFUSED = {
+    KafkaError._AUTHENTICATION: "check sasl.username, sasl.password and sasl.mechanisms",
+    KafkaError.SASL_AUTHENTICATION_FAILED: "check sasl.username, sasl.password and sasl.mechanisms",
+    KafkaError._SSL: "check ssl.ca.location, or the broker's certificate",
+}
+
+
+def _note_refusal(where: str) -> Callable[[KafkaError], None]:
+    def note(error: KafkaError) -> None:
+        if error.code() in _REFUSED:
+            _refusals[where] = f"{_describe(KafkaException(error))}; {_REFUSED[error.code()]}"
+
+    return note
+
+
 def _topics(admin: AdminClient, config: dict[str, str], timeout: float) -> set[str]:
-    try:
-        return set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        where = config["bootstrap.servers"]
-        raise BrokerError(
-            f"cannot reach Kafka at {where} within {timeout:g} s ({_describe(exc)}); "
-            "is a broker running? (scripts/kafka-broker start)"
-        ) from None
+    """The topics, asked for in half-second tries, so that a refusal is told at once."""
+    where, deadline = config["bootstrap.servers"], time.monotonic() + timeout
+    while True:
+        try:
+            wait = min(_TRY_SECONDS, max(0.01, deadline - time.monotonic()))
+            return set(admin.list_topics(timeout=wait).topics)
+        except KafkaException as exc:
+            admin.poll(0)  # serves the error callbacks that say why
+            if refusal := _refusals.get(where):
+                raise BrokerError(f"Kafka at {where} refused lumu: {refusal}") from None
+            if time.monotonic() >= deadline:
+                raise BrokerError(
+                    f"cannot reach Kafka at {where} within {timeout:g} s ({_describe(exc)}); "
+                    "is a broker running? (scripts/kafka-broker start)"
+                ) from None
+
+
+_TRY_SECONDS = 0.5
 
 
 def topic_exists(config: dict[str, str], topic: str, timeout: float) -> bool:

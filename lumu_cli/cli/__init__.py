@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Annotated, ParamSpec
 
@@ -36,7 +37,8 @@ def fail(message: str) -> None:
 def reported(command: Callable[P, None]) -> Callable[P, None]:
     """The one error policy of every command: a one-line message and a documented exit code.
 
-    LUMU_DEBUG=1 re-raises instead, so the traceback is there when asked for.
+    LUMU_DEBUG=1 prints the traceback first (no local variables: they may hold credentials);
+    the message and the exit code stay the same.
     """
 
     @functools.wraps(command)
@@ -45,7 +47,7 @@ def reported(command: Callable[P, None]) -> Callable[P, None]:
             command(*args, **kwargs)
         except Exception as exc:
             if os.environ.get("LUMU_DEBUG") == "1" and not isinstance(exc, typer.Exit):
-                raise
+                traceback.print_exception(exc)
             raise typer.Exit(_exit_code(exc)) from None
         except KeyboardInterrupt:
             raise typer.Exit(ExitCode.INTERRUPTED) from None

@@ -18,8 +18,10 @@ LUMU = [sys.executable, "-m", "lumu_cli"]
 
 
 def lumu_env(bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
-    """The environment for a lumu process aimed at the test broker and `topic`."""
-    return {**os.environ, "LUMU_BOOTSTRAP_SERVERS": bootstrap, "LUMU_TOPIC": topic, **extra}
+    """The environment for a lumu process aimed at the test broker ("": the -F file's) and
+    `topic`."""
+    aimed = {"LUMU_BOOTSTRAP_SERVERS": bootstrap} if bootstrap else {}
+    return {**os.environ, **aimed, "LUMU_TOPIC": topic, **extra}
 
 
 def lumu(
