@@ -1,20 +1,29 @@
 """The HTTP endpoint: /count, /healthz and /metrics over the tracker's latest stats snapshot.
 
-Handlers only read a published, immutable `Stats`, so a request never waits for the consume loop
-and the consume loop never waits for a request.
+An asyncio server on a thread of its own reads HTTP/1.1 with h11 and answers from the published,
+immutable `Stats`: a request never waits for the consume loop, nor the loop for a request. The
+limits hold against bursts and bad clients:
+
+- a listen backlog of BACKLOG connections, and at most MAX_CONNECTIONS open (one more is told
+  503 and closed): one thread holds them all;
+- HEAD_SECONDS to send a request's head once its first byte came (else 408), IDLE_SECONDS for a
+  kept-alive connection to start its next request (else it is closed);
+- MAX_TARGET bytes of request line (414), MAX_HEAD of head (431), MAX_BODY of body (413);
+- every error is a JSON body: 400, 404, 405, 408, 413, 414, 431, 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
+
+import h11
 
 from lumu_cli.errors import UsageError
 
@@ -28,6 +37,15 @@ __all__ = ["Endpoint", "parse_address"]
 
 JSON = "application/json"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+BACKLOG = 1024
+MAX_CONNECTIONS = 4096
+HEAD_SECONDS = 5.0
+IDLE_SECONDS = 60.0
+MAX_TARGET = 8 * 1024
+MAX_HEAD = 16 * 1024
+MAX_BODY = 64 * 1024
+LINGER_SECONDS = 2.0  # a closing connection reads what the client still sends, this long at most
+_READ = 64 * 1024
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -89,131 +107,233 @@ class _Collector:
         )
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so scrapers and load tests reuse connections
-    disable_nagle_algorithm = True  # headers and body go out as two writes: no 40 ms ACK wait
-    server: _Server
+class _Refused(Exception):
+    """A request answered with an error status, after which the connection is closed."""
 
-    def do_GET(self) -> None:
-        stats = self.server.stats()
-        path = self.path.partition("?")[0]
-        if path == "/count":
-            body = {
-                "unique_ips": stats.unique_ips,
-                "messages": stats.messages,
-                "invalid": stats.invalid_total,
-                "updated_at": stats.updated_at,
-                "as_of": stats.as_of,
-                "lag": stats.lag(local=True),
-                "state_lag": stats.lag(local=False),
-                "partitions": [
-                    {
-                        "partition": p.partition,
-                        "owner": "here" if p.local else "elsewhere",
-                        "offset": p.position,
-                        "lag": p.lag,
-                        **({} if p.local else {"as_of": p.as_of}),
-                    }
-                    for p in stats.partitions
-                ],
-            }
-            self._send(HTTPStatus.OK, JSON, json.dumps(body).encode())
-        elif path == "/healthz":
-            status = HTTPStatus.OK if stats.healthy else HTTPStatus.SERVICE_UNAVAILABLE
-            word = "ok" if stats.healthy else "broker unreachable"
-            self._send(status, JSON, json.dumps({"status": word}).encode())
-        elif path == "/metrics":
-            from prometheus_client import generate_latest
-
-            self._send(HTTPStatus.OK, PROMETHEUS, generate_latest(self.server.registry))
-        else:
-            self._error(HTTPStatus.NOT_FOUND, f"no such path: {path} (try /count)")
-
-    do_HEAD = do_GET  # _send leaves the body out
-
-    def _method_not_allowed(self) -> None:
-        self.close_connection = True  # its body, if any, is not read: it must not become a request
-        self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not allowed (use GET)")
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _method_not_allowed
-
-    def _error(self, status: HTTPStatus, message: str) -> None:
-        self._send(status, JSON, json.dumps({"error": message}).encode())
-
-    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if status == HTTPStatus.METHOD_NOT_ALLOWED:
-            self.send_header("Allow", "GET, HEAD")
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # stderr belongs to the live view and status lines
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    stats: Callable[[], Stats]
-    registry: CollectorRegistry
+def _answer(stats: Stats, path: str, registry: CollectorRegistry) -> tuple[HTTPStatus, str, bytes]:
+    """(status, content type, body) for GET `path` over `stats`."""
+    if path == "/count":
+        body = {
+            "unique_ips": stats.unique_ips,
+            "messages": stats.messages,
+            "invalid": stats.invalid_total,
+            "updated_at": stats.updated_at,
+            "as_of": stats.as_of,
+            "lag": stats.lag(local=True),
+            "state_lag": stats.lag(local=False),
+            "partitions": [
+                {
+                    "partition": p.partition,
+                    "owner": "here" if p.local else "elsewhere",
+                    "offset": p.position,
+                    "lag": p.lag,
+                    **({} if p.local else {"as_of": p.as_of}),
+                }
+                for p in stats.partitions
+            ],
+        }
+        return HTTPStatus.OK, JSON, json.dumps(body).encode()
+    if path == "/healthz":
+        status = HTTPStatus.OK if stats.healthy else HTTPStatus.SERVICE_UNAVAILABLE
+        word = "ok" if stats.healthy else "broker unreachable"
+        return status, JSON, json.dumps({"status": word}).encode()
+    if path == "/metrics":
+        from prometheus_client import generate_latest
+
+        return HTTPStatus.OK, PROMETHEUS, generate_latest(registry)
+    return HTTPStatus.NOT_FOUND, JSON, _error_body(f"no such path: {path} (try /count)")
 
 
-class _Server6(_Server):
-    """IPv6, and IPv4 too on `::` where the system allows (as `python -m http.server` does)."""
-
-    address_family = socket.AF_INET6
-
-    def server_bind(self) -> None:
-        with contextlib.suppress(OSError):
-            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
+def _error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
 
 
-def _listen(host: str, port: int) -> _Server:
-    """A server on host:port; an empty host is every interface, IPv6 and IPv4 if possible."""
-    if ":" in host:
-        return _Server6((host, port), _Handler)
-    if not host:
+def _raw(status: HTTPStatus, body: bytes, *, allow: bool = False) -> bytes:
+    """A whole error response that closes the connection, written without h11 (whose state may
+    be past sending one)."""
+    head = [
+        f"HTTP/1.1 {status.value} {status.phrase}",
+        f"Content-Type: {JSON}",
+        f"Content-Length: {len(body)}",
+        *(["Allow: GET, HEAD"] if allow else []),
+        "Connection: close",
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class _Connection:
+    """One client: requests read with h11 under the limits, answered in order."""
+
+    def __init__(self, endpoint: Endpoint, reader: asyncio.StreamReader) -> None:
+        self.endpoint = endpoint
+        self.reader = reader
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.started: float | None = None  # when the first byte of the current request came
+        self.line_done = False  # whether the current request line has ended
+
+    async def serve(self, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                request = await self._request()
+                if request is None:  # closed, or idle too long: nothing to answer
+                    return
+                method = request.method.decode("ascii", "replace")
+                if method not in ("GET", "HEAD"):  # its body is not read: close after
+                    writer.write(_raw(HTTPStatus.METHOD_NOT_ALLOWED, _error_body(
+                        f"{method} is not allowed (use GET)"), allow=True))  # fmt: skip
+                    return
+                await self._drain_body()
+            except _Refused as refused:
+                writer.write(_raw(refused.status, _error_body(str(refused))))
+                return
+            except h11.RemoteProtocolError as exc:  # (its 501, for a transfer coding: a 400)
+                hint = exc.error_status_hint
+                status = HTTPStatus(hint if hint < 500 else HTTPStatus.BAD_REQUEST)
+                if status == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE and not self.line_done:
+                    status, why = HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long"
+                else:
+                    why = "request head too large" if status == 431 else "malformed request"
+                writer.write(_raw(status, _error_body(why)))
+                return
+            path = request.target.decode("ascii", "replace").partition("?")[0]
+            status, kind, body = _answer(self.endpoint.stats(), path, self.endpoint.registry)
+            headers = [("Content-Type", kind), ("Content-Length", str(len(body)))]
+            response = h11.Response(status_code=status.value, headers=headers, reason=status.phrase)
+            writer.write(self.conn.send(response))
+            if method == "GET":
+                writer.write(self.conn.send(h11.Data(data=body)))
+            writer.write(self.conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            if self.conn.our_state is h11.MUST_CLOSE:
+                return
+            self.conn.start_next_cycle()
+            self.started, self.line_done = None, False
+
+    async def _request(self) -> h11.Request | None:
+        """The next request's head; None if the client closed or stayed idle too long."""
+        while True:
+            event = self.conn.next_event()
+            if isinstance(event, h11.Request):
+                if len(event.target) > MAX_TARGET:
+                    raise _Refused(HTTPStatus.REQUEST_URI_TOO_LONG, "request target too long")
+                return event
+            if event is h11.NEED_DATA:
+                if not await self._receive():
+                    return None
+                continue
+            return None  # ConnectionClosed
+
+    async def _drain_body(self) -> None:
+        """Read and drop a request's body (a GET has none), up to MAX_BODY."""
+        size = 0
+        while True:
+            event = self.conn.next_event()
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_BODY:
+                    raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            elif event is h11.NEED_DATA:
+                if not await self._receive():
+                    raise _Refused(HTTPStatus.BAD_REQUEST, "request body cut short")
+            else:
+                raise _Refused(HTTPStatus.BAD_REQUEST, "malformed request")
+
+    async def _receive(self) -> bool:
+        """Feed h11 the next bytes; False if the client is gone or idle past IDLE_SECONDS."""
+        loop = asyncio.get_running_loop()
+        started = self.started
+        wait = IDLE_SECONDS if started is None else started + HEAD_SECONDS - loop.time()
         try:
-            return _Server6(("::", port), _Handler)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise
-        host = "0.0.0.0"  # no IPv6 here
-    return _Server((host, port), _Handler)
+            data = await asyncio.wait_for(self.reader.read(_READ), timeout=max(wait, 0))
+        except TimeoutError:
+            if self.started is None:
+                return False  # an idle keep-alive connection: closed without a word
+            raise _Refused(HTTPStatus.REQUEST_TIMEOUT, "request not sent in time") from None
+        if data and self.started is None:
+            self.started = loop.time()
+        if b"\n" in data:
+            self.line_done = True
+        self.conn.receive_data(data)
+        return bool(data)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close after the client has read the answer: say we are done sending, drop what it still
+    sends for a moment (closing with its bytes unread would reset the connection, and the
+    answer with it), then close."""
+    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+        if writer.can_write_eof():
+            writer.write_eof()
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await reader.read(_READ):
+                pass
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
 
 
 class Endpoint:
     """The HTTP endpoint, served from a background thread until `close`."""
 
     def __init__(self, address: str, stats: Callable[[], Stats]) -> None:
-        host, port = parse_address(address)
-        try:
-            self._server = _listen(host, port)
-        except OSError as exc:
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise UsageError(f"--serve {address!r}: cannot listen: {reason}") from None
         from prometheus_client import CollectorRegistry
 
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(stats))
-        self._server.stats, self._server.registry = stats, registry
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        host, port = parse_address(address)
+        self.stats = stats
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(stats))
+        self._open = 0
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._server = self._loop.run_until_complete(
+                asyncio.start_server(
+                    self._serve, host or None, port, backlog=BACKLOG, reuse_address=True,
+                    limit=MAX_HEAD,
+                )
+            )  # fmt: skip
+        except OSError as exc:
+            self._loop.close()
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise UsageError(f"--serve {address!r}: cannot listen: {reason}") from None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open += 1
+        try:
+            if self._open > MAX_CONNECTIONS:
+                writer.write(
+                    _raw(HTTPStatus.SERVICE_UNAVAILABLE, _error_body("too many connections"))
+                )
+            else:
+                await _Connection(self, reader).serve(writer)
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass  # the client went away
+        finally:
+            self._open -= 1
+            await _linger(reader, writer)
 
     @property
     def url(self) -> str:
-        host, port = self._server.socket.getsockname()[:2]
+        host, port = self._server.sockets[0].getsockname()[:2]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        async def stop() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
 
     def __enter__(self) -> Endpoint:
         return self

@@ -31,6 +31,7 @@ ALLOWED = {
     "msgspec": {"events.py"},
     "javaproperties": {"kafka_io.py"},
     "prometheus_client": {"server.py"},
+    "h11": {"server.py"},
 }
 
 

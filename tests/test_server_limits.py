@@ -1,0 +1,217 @@
+"""The endpoint against bursts and bad clients: raw sockets on 127.0.0.1, bounded in count and time.
+
+Every refusal is a JSON body with its status; the server keeps answering afterwards, holds its
+connections on one thread, and a fuzz of random and mutated requests never gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from lumu_cli import server
+from lumu_cli.server import Endpoint
+from tests.test_server import STATS, Snapshot
+
+GET = b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+@pytest.fixture
+def address() -> Iterator[tuple[str, int]]:
+    endpoint = Endpoint("127.0.0.1:0", Snapshot())
+    url = urlsplit(endpoint.url)
+    assert url.hostname is not None
+    assert url.port is not None
+    yield url.hostname, url.port
+    endpoint.close()
+
+
+def exchange(address: tuple[str, int], data: bytes, *, timeout: float = 10) -> bytes:
+    """Send `data` on a fresh connection; everything the server sends until it closes."""
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_to_close(sock)
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def status_and_json(response: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert b"Content-Type: application/json" in head, head
+    assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == len(body)
+    return status, json.loads(body)
+
+
+def answers_count(address: tuple[str, int]) -> bool:
+    response = exchange(address, b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    return status_and_json(response) == (200, json.loads(response.partition(b"\r\n\r\n")[2]))
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "words"),
+    [
+        (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "request line"),
+        (b"GET /" + b"a" * 9_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "target"),
+        (b"GET /count HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n", 431, "head"),
+        (b"GET /count HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000,
+         413, "body"),
+        (bytes.fromhex("16030100a5010000a10303") + bytes(200), 400, "malformed"),  # TLS hello
+        (b"\x00\xff garbage\r\n\r\n", 400, "malformed"),
+        (b"GET /count HTTP/1.1\r\nHost: t\r\nHost: u\r\nContent-Length: 1\r\nContent-Length: 2"
+         b"\r\n\r\n", 400, "malformed"),
+        (b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 405, "not allowed"),
+        (b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n", 405, "not allowed"),
+    ],
+    ids=["line-100k", "target-9k", "header-100k", "body-100k", "tls", "garbage", "two-lengths",
+         "post", "delete"],
+)  # fmt: skip
+def test_each_bad_request_is_a_json_error_and_the_server_goes_on(
+    address: tuple[str, int], request_bytes: bytes, status: int, words: str
+) -> None:
+    got, body = status_and_json(exchange(address, request_bytes))
+    assert got == status
+    assert words in str(body["error"])
+    assert answers_count(address)
+
+
+def test_a_head_never_finished_is_408_after_the_head_timeout(
+    address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "HEAD_SECONDS", 0.5)
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /count HTTP/1.1\r\nHost:")  # and nothing more
+        status, body = status_and_json(read_to_close(sock))
+    assert (status, body) == (408, {"error": "request not sent in time"})
+
+
+def test_a_slow_but_steady_head_is_still_cut_at_the_head_timeout(
+    address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "HEAD_SECONDS", 0.5)
+    with socket.create_connection(address, timeout=10) as sock:
+        for byte in GET[:-4]:  # a byte every 0.1 s: the whole head would take 3 s
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            time.sleep(0.1)
+        assert status_and_json(read_to_close(sock))[0] == 408
+
+
+def test_an_idle_keep_alive_connection_is_closed_without_a_word(
+    address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "IDLE_SECONDS", 0.5)
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(GET)
+        began = time.monotonic()
+        said = read_to_close(sock)  # it closes once idle: the read ends
+    assert time.monotonic() - began < 9  # by the idle timeout, not by the socket's own
+    assert said.startswith(b"HTTP/1.1 200 ")
+    assert said.count(b"HTTP/1.1 ") == 1  # the answer, then nothing more
+
+
+def test_connections_beyond_the_limit_are_told_503(
+    address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "MAX_CONNECTIONS", 3)
+    held = [socket.create_connection(address, timeout=10) for _ in range(3)]
+    try:
+        for sock in held:  # each one is open on the server's side (it answered)
+            sock.sendall(GET)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        status, body = status_and_json(exchange(address, GET))
+        assert status == 503
+        assert "too many connections" in str(body["error"])
+    finally:
+        for sock in held:
+            sock.close()
+    until_answered = time.monotonic() + 10
+    while not answers_count(address):  # the held ones are counted out as they close
+        assert time.monotonic() < until_answered
+
+
+def test_head_keeps_the_headers_and_drops_the_body(address: tuple[str, int]) -> None:
+    response = exchange(address, b"HEAD /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert body == b""
+    full = exchange(address, b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    length = int(full.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    assert f"Content-Length: {length}".encode() in head
+
+
+def test_a_burst_of_1000_clients_are_all_answered_on_one_thread(
+    address: tuple[str, int],
+) -> None:
+    threads = threading.active_count()
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        response = await reader.read()
+        writer.close()
+        return int(response.split(b" ", 2)[1])
+
+    async def burst() -> list[int]:
+        return await asyncio.wait_for(asyncio.gather(*(one() for _ in range(1000))), 60)
+
+    statuses = asyncio.run(burst())
+    assert statuses == [200] * 1000
+    assert threading.active_count() == threads  # no thread a connection
+
+
+def test_pipelined_requests_are_answered_in_order(address: tuple[str, int]) -> None:
+    paths = ["/count", "/nope", "/healthz"]
+    data = b"".join(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for p in paths)
+    response = exchange(
+        address, data + b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", response) == [b"200", b"404", b"200", b"200"]
+
+
+MUTATIONS = (
+    b"\r\n", b"\n", b" ", b":", b"\x00", b"\xff", b"GET", b"HTTP/1.1", b"Content-Length: 5",
+    b"Transfer-Encoding: chunked", b"0\r\n\r\n", b"/count", b"?", b"%", b"\t",
+)  # fmt: skip
+
+
+def test_random_and_mutated_requests_never_get_a_5xx(address: tuple[str, int]) -> None:
+    rng = random.Random(20261128)
+    threads = threading.active_count()
+    for _ in range(300):  # bounded: a few seconds
+        data = bytearray(GET)
+        for _ in range(rng.randrange(1, 6)):
+            at = rng.randrange(len(data) + 1)
+            if rng.random() < 0.5:
+                data[at:at] = rng.choice(MUTATIONS)
+            else:
+                del data[at : at + rng.randrange(1, 4)]
+        if rng.random() < 0.2:
+            data = bytearray(rng.randbytes(rng.randrange(1, 200)))
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(bytes(data))
+            sock.shutdown(socket.SHUT_WR)  # the request ends here, whatever it is
+            response = read_to_close(sock)
+        for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", response):
+            assert not status.startswith(b"5"), (bytes(data), response)
+    assert answers_count(address)
+    assert threading.active_count() == threads
+    assert STATS.unique_ips == json.loads(
+        exchange(address, b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").partition(
+            b"\r\n\r\n")[2])["unique_ips"]  # fmt: skip
