@@ -264,6 +264,18 @@ class _Connection:
         return bool(data)
 
 
+def _allow_files(wanted: int) -> None:
+    """Raise this process's open-file limit towards `wanted` (up to the hard limit), as servers
+    do: a soft limit of 1,024 would refuse connections long before MAX_CONNECTIONS."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Close after the client has read the answer: say we are done sending, drop what it still
     sends for a moment (closing with its bytes unread would reset the connection, and the
@@ -290,6 +302,7 @@ class Endpoint:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(stats))
         self._open = 0
+        _allow_files(MAX_CONNECTIONS + 256)  # a socket each, and librdkafka's and the state's
         self._loop = asyncio.new_event_loop()
         try:
             self._server = self._loop.run_until_complete(
