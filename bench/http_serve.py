@@ -9,8 +9,8 @@ keeps `lumu produce --rate BENCH_HTTP_RATE (2000)` running so it is tracking whi
 Then, for BENCH_HTTP_ROUNDS (3) rounds, alternating which goes first, drives for
 BENCH_HTTP_SECONDS (10) s with BENCH_HTTP_CLIENTS (16) keep-alive connections on loopback:
 
-  - lumu: GET /count of `lumu track --serve` (a ThreadingHTTPServer thread in the same process
-    as the consume loop, reading the latest published snapshot);
+  - lumu: GET /count of `lumu track --serve` (its asyncio endpoint, on a thread of its own in
+    the same process as the consume loop, reading the latest published snapshot);
   - the baseline: a bare stdlib ThreadingHTTPServer (HTTP/1.1, no logging) in its own process,
     answering every GET with a constant JSON body of the same size as lumu's /count answer;
   - the same baseline with TCP_NODELAY (`disable_nagle_algorithm = True`): the stdlib handler
