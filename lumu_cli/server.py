@@ -251,7 +251,8 @@ class _Connection:
         started = self.started
         wait = IDLE_SECONDS if started is None else started + HEAD_SECONDS - loop.time()
         try:
-            data = await asyncio.wait_for(self.reader.read(_READ), timeout=max(wait, 0))
+            async with asyncio.timeout(max(wait, 0)):  # (wait_for can lose a cancellation)
+                data = await self.reader.read(_READ)
         except TimeoutError:
             if self.started is None:
                 return False  # an idle keep-alive connection: closed without a word
@@ -301,7 +302,8 @@ class Endpoint:
         self.stats = stats
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(stats))
-        self._open = 0
+        self._connections: set[asyncio.Task[None]] = set()
+        self._closing = False
         _allow_files(MAX_CONNECTIONS + 256)  # a socket each, and librdkafka's and the state's
         self._loop = asyncio.new_event_loop()
         try:
@@ -319,20 +321,31 @@ class Endpoint:
         self._thread.start()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._open += 1
+        if self._closing:  # accepted just as the endpoint closes
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
         try:
-            if self._open > MAX_CONNECTIONS:
+            if len(self._connections) > MAX_CONNECTIONS:
                 writer.write(
                     _raw(HTTPStatus.SERVICE_UNAVAILABLE, _error_body("too many connections"))
                 )
             else:
                 await _Connection(self, reader).serve(writer)
             await writer.drain()
-        except (ConnectionError, OSError):
-            pass  # the client went away
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass  # the client went away, or the endpoint is closing
+        except Exception as exc:  # a bug: answered, and never a traceback on stderr
+            message = f"internal error: {type(exc).__name__}"
+            writer.write(_raw(HTTPStatus.INTERNAL_SERVER_ERROR, _error_body(message)))
         finally:
-            self._open -= 1
-            await _linger(reader, writer)
+            self._connections.discard(task)
+            if self._closing:
+                writer.close()
+            else:
+                await _linger(reader, writer)
 
     @property
     def url(self) -> str:
@@ -340,13 +353,20 @@ class Endpoint:
         return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     def close(self) -> None:
+        """Stop listening, drop the open connections, and end the server's thread."""
+
         async def stop() -> None:
+            self._closing = True
             self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     def __enter__(self) -> Endpoint:
         return self

@@ -215,3 +215,24 @@ def test_random_and_mutated_requests_never_get_a_5xx(address: tuple[str, int]) -
     assert STATS.unique_ips == json.loads(
         exchange(address, b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").partition(
             b"\r\n\r\n")[2])["unique_ips"]  # fmt: skip
+
+
+def test_close_drops_open_connections_quietly(capfd: pytest.CaptureFixture[str]) -> None:
+    endpoint = Endpoint("127.0.0.1:0", Snapshot())
+    url = urlsplit(endpoint.url)
+    assert url.hostname is not None
+    assert url.port is not None
+    idle = socket.create_connection((url.hostname, url.port), timeout=10)
+    half = socket.create_connection((url.hostname, url.port), timeout=10)
+    try:
+        idle.sendall(GET)
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200 ")  # now idle, kept alive
+        half.sendall(b"GET /count HTT")  # a head never finished
+        endpoint.close()  # does not wait for their timeouts
+        assert read_to_close(idle).count(b"HTTP/1.1 ") <= 1  # the rest of the answer, then EOF
+        assert read_to_close(half) == b""
+    finally:
+        idle.close()
+        half.close()
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")  # no "Task was destroyed", no traceback
