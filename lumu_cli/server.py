@@ -212,7 +212,9 @@ class _Connection:
             if self.conn.our_state is h11.MUST_CLOSE:
                 return
             self.conn.start_next_cycle()
-            self.started, self.line_done = None, False
+            pipelined = self.conn.trailing_data[0]  # the next request's first bytes, if sent
+            self.started = asyncio.get_running_loop().time() if pipelined else None
+            self.line_done = b"\n" in pipelined
 
     async def _request(self) -> h11.Request | None:
         """The next request's head; None if the client closed or stayed idle too long."""

@@ -236,3 +236,14 @@ def test_close_drops_open_connections_quietly(capfd: pytest.CaptureFixture[str])
         half.close()
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")  # no "Task was destroyed", no traceback
+
+
+def test_a_pipelined_head_left_unfinished_is_408_too(
+    address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "HEAD_SECONDS", 0.5)
+    monkeypatch.setattr(server, "IDLE_SECONDS", 30.0)  # the head timeout, not the idle one
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(GET + b"GET /count HTTP/1.1\r\nHo")
+        said = read_to_close(sock)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", said) == [b"200", b"408"]
