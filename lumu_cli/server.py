@@ -19,7 +19,8 @@ import contextlib
 import errno
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -115,38 +116,131 @@ class _Refused(Exception):
         self.status = status
 
 
+Answer = tuple[HTTPStatus, bytes]
+
+
+def _count(stats: Stats, _registry: CollectorRegistry) -> Answer:
+    body = {
+        "unique_ips": stats.unique_ips,
+        "messages": stats.messages,
+        "invalid": stats.invalid_total,
+        "updated_at": stats.updated_at,
+        "as_of": stats.as_of,
+        "lag": stats.lag(local=True),
+        "state_lag": stats.lag(local=False),
+        "partitions": [
+            {
+                "partition": p.partition,
+                "owner": "here" if p.local else "elsewhere",
+                "offset": p.position,
+                "lag": p.lag,
+                **({} if p.local else {"as_of": p.as_of}),
+            }
+            for p in stats.partitions
+        ],
+    }
+    return HTTPStatus.OK, json.dumps(body).encode()
+
+
+def _healthz(stats: Stats, _registry: CollectorRegistry) -> Answer:
+    status = HTTPStatus.OK if stats.healthy else HTTPStatus.SERVICE_UNAVAILABLE
+    word = "ok" if stats.healthy else "broker unreachable"
+    return status, json.dumps({"status": word}).encode()
+
+
+def _metrics(_stats: Stats, registry: CollectorRegistry) -> Answer:
+    from prometheus_client import generate_latest
+
+    return HTTPStatus.OK, generate_latest(registry)
+
+
+def _openapi(_stats: Stats, _registry: CollectorRegistry) -> Answer:
+    return HTTPStatus.OK, json.dumps(openapi()).encode()
+
+
+_INT = {"type": "integer"}
+_TIME = {"type": "string", "format": "date-time"}
+_COUNT_SCHEMA = {
+    "type": "object",
+    "required": ["unique_ips", "messages", "invalid", "updated_at", "as_of", "lag", "state_lag",
+                 "partitions"],
+    "properties": {
+        "unique_ips": _INT, "messages": _INT, "invalid": _INT, "updated_at": _TIME,
+        "as_of": {**_TIME, "type": ["string", "null"],
+                  "description": "When the oldest snapshot followed was written (null: every "
+                                 "partition is counted here)."},
+        "lag": {**_INT, "description": "Records not yet counted here."},
+        "state_lag": {**_INT, "description": "Records beyond the snapshots followed."},
+        "partitions": {"type": "array", "items": {
+            "type": "object",
+            "required": ["partition", "owner", "offset", "lag"],
+            "properties": {
+                "partition": _INT, "owner": {"enum": ["here", "elsewhere"]},
+                "offset": {"type": ["integer", "null"]}, "lag": {"type": ["integer", "null"]},
+                "as_of": _TIME,
+            },
+        }},
+    },
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One path: what GET (and HEAD) answer, and how /openapi.json describes it."""
+
+    summary: str
+    content_type: str
+    answer: Callable[[Stats, CollectorRegistry], Answer]
+    schema: Mapping[str, object] | None = None  # of a JSON body
+    also: tuple[HTTPStatus, ...] = ()  # statuses beside 200
+
+
+_ROUTES = {
+    "/count": _Route("The unique-IP count, messages, invalid and lag", JSON, _count, _COUNT_SCHEMA),
+    "/healthz": _Route(
+        "200 while a broker answers, 503 while none does", JSON, _healthz,
+        {"type": "object", "properties": {"status": {"type": "string"}}},
+        also=(HTTPStatus.SERVICE_UNAVAILABLE,),
+    ),
+    "/metrics": _Route("Prometheus text exposition", PROMETHEUS, _metrics),
+    "/openapi.json": _Route("This description (OpenAPI 3.1)", JSON, _openapi, {"type": "object"}),
+}  # fmt: skip
+
+
+def openapi() -> dict[str, object]:
+    """The OpenAPI 3.1 description of every path the endpoint answers, made from its routes."""
+    from lumu_cli import __version__
+
+    error = {"description": "An error, with its reason", "content": {JSON: {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}}}}}  # fmt: skip
+    paths = {}
+    for path, route in _ROUTES.items():
+        media = {"schema": route.schema} if route.schema is not None else {}
+        responses: dict[str, object] = {
+            str(status.value): {
+                "description": status.phrase,
+                "content": {route.content_type: media},
+            }
+            for status in (HTTPStatus.OK, *route.also)
+        }
+        responses["default"] = error
+        operation = {"summary": route.summary, "responses": responses}
+        paths[path] = {"get": operation, "head": {**operation, "summary": f"HEAD of {path}"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lumu", "version": __version__,
+                 "description": "The unique device IP count of lumu track --serve and lumu serve."},
+        "paths": paths,
+    }  # fmt: skip
+
+
 def _answer(stats: Stats, path: str, registry: CollectorRegistry) -> tuple[HTTPStatus, str, bytes]:
     """(status, content type, body) for GET `path` over `stats`."""
-    if path == "/count":
-        body = {
-            "unique_ips": stats.unique_ips,
-            "messages": stats.messages,
-            "invalid": stats.invalid_total,
-            "updated_at": stats.updated_at,
-            "as_of": stats.as_of,
-            "lag": stats.lag(local=True),
-            "state_lag": stats.lag(local=False),
-            "partitions": [
-                {
-                    "partition": p.partition,
-                    "owner": "here" if p.local else "elsewhere",
-                    "offset": p.position,
-                    "lag": p.lag,
-                    **({} if p.local else {"as_of": p.as_of}),
-                }
-                for p in stats.partitions
-            ],
-        }
-        return HTTPStatus.OK, JSON, json.dumps(body).encode()
-    if path == "/healthz":
-        status = HTTPStatus.OK if stats.healthy else HTTPStatus.SERVICE_UNAVAILABLE
-        word = "ok" if stats.healthy else "broker unreachable"
-        return status, JSON, json.dumps({"status": word}).encode()
-    if path == "/metrics":
-        from prometheus_client import generate_latest
-
-        return HTTPStatus.OK, PROMETHEUS, generate_latest(registry)
-    return HTTPStatus.NOT_FOUND, JSON, _error_body(f"no such path: {path} (try /count)")
+    route = _ROUTES.get(path)
+    if route is None:
+        return HTTPStatus.NOT_FOUND, JSON, _error_body(f"no such path: {path} (try /count)")
+    status, body = route.answer(stats, registry)
+    return status, route.content_type, body
 
 
 def _error_body(message: str) -> bytes:

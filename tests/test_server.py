@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -342,3 +345,45 @@ def test_close_stops_serving() -> None:
     endpoint.close()
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection(url.hostname, url.port, timeout=10).request("GET", "/count")
+
+
+# ---------------------------------------------------------------- /openapi.json
+
+
+def documented_paths() -> set[str]:
+    """The paths the README's `lumu serve` table documents (`GET /count` and so on)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## `lumu serve`", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `GET (/\S*)` \|", section, re.M))
+
+
+def test_openapi_describes_every_documented_path_and_nothing_else_answers(
+    conn: http.client.HTTPConnection,
+) -> None:
+    status, headers, body = fetch(conn, "/openapi.json")
+    assert (status, headers["Content-Type"]) == (200, "application/json")
+    spec = json.loads(body)
+    assert spec["openapi"] == "3.1.0"
+    assert documented_paths() == set(spec["paths"])
+    assert documented_paths() >= {"/count", "/healthz", "/metrics", "/openapi.json"}
+    for path, operations in spec["paths"].items():
+        assert set(operations) == {"get", "head"}
+        status, headers, body = fetch(conn, path)
+        response = operations["get"]["responses"][str(status)]  # a documented status
+        ((kind, media),) = response["content"].items()
+        assert headers["Content-Type"] == kind
+        if "schema" in media:
+            jsonschema.validate(json.loads(body), media["schema"])  # Draft 2020-12, as 3.1
+    assert fetch(conn, "/nope")[0] == 404
+
+
+def test_the_count_schema_is_strict_enough_to_fail(conn: http.client.HTTPConnection) -> None:
+    schema = json.loads(fetch(conn, "/openapi.json")[2])["paths"]["/count"]["get"]["responses"][
+        "200"]["content"]["application/json"]["schema"]  # fmt: skip
+    answer = json.loads(fetch(conn, "/count")[2])
+    jsonschema.validate(answer, schema)
+    wrong_owner = [{"partition": 0, "owner": "there", "offset": 1, "lag": 0}]
+    no_lag = {key: value for key, value in answer.items() if key != "lag"}
+    for broken in ({**answer, "unique_ips": "1234"}, no_lag, {**answer, "partitions": wrong_owner}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema)

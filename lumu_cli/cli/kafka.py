@@ -295,7 +295,7 @@ def _count(
             from lumu_cli.server import Endpoint
 
             endpoint = resources.enter_context(Endpoint(serve, lambda: tracker.stats))
-            fail(f"serving {endpoint.url}/count, /healthz and /metrics")
+            fail(f"serving {endpoint.url}/count, /healthz, /metrics and /openapi.json")
         with _Signals(tracker.stop) as signals, view(tracker):
             stats = tracker.run()
     return stats, signals.exit_code
@@ -385,9 +385,9 @@ def serve(
     GET /count gives {"unique_ips", "messages", "invalid", "updated_at", "as_of", "lag",
     "state_lag", "partitions"}; /healthz is 200 while a broker answers and 503 while none does;
     /metrics is Prometheus text (lumu_unique_ips, lumu_messages_total,
-    lumu_invalid_messages_total{reason}, lumu_partition_lag, lumu_state_lag, lumu_up). The count
-    is kept and shared as with track. A status line goes to stderr every minute. SIGTERM or
-    Ctrl-C stops it cleanly.
+    lumu_invalid_messages_total{reason}, lumu_partition_lag, lumu_state_lag, lumu_up);
+    /openapi.json describes them. The count is kept and shared as with track. A status line
+    goes to stderr every minute. SIGTERM or Ctrl-C stops it cleanly.
     """
     from lumu_cli.live import StatusView
 
