@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench broker clean
+.PHONY: install demo test lint browser bench broker clean
 
 install: $(VENV)/.installed
 
@@ -24,8 +24,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+browser:  # the browser test drives Debian's chromium: installed with apt-get when missing
+	@command -v chromium >/dev/null || { \
+	  echo "make: installing Debian's chromium for tests/integration/test_page.py"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
 bench: install  # about 12 minutes; the Kafka ones start their own broker on 127.0.0.1:29192
 	$(BIN)/python bench/ts_parse.py

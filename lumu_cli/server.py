@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["Endpoint", "parse_address"]
 
 JSON = "application/json"
+HTML = "text/html; charset=utf-8"
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 BACKLOG = 1024
 MAX_CONNECTIONS = 4096
@@ -124,6 +125,9 @@ def _count(stats: Stats, _registry: CollectorRegistry) -> Answer:
         "unique_ips": stats.unique_ips,
         "messages": stats.messages,
         "invalid": stats.invalid_total,
+        "invalid_by_reason": stats.invalid,
+        "rate": round(stats.rate, 1),
+        "healthy": stats.healthy,
         "updated_at": stats.updated_at,
         "as_of": stats.as_of,
         "lag": stats.lag(local=True),
@@ -154,6 +158,12 @@ def _metrics(_stats: Stats, registry: CollectorRegistry) -> Answer:
     return HTTPStatus.OK, generate_latest(registry)
 
 
+def _page(_stats: Stats, _registry: CollectorRegistry) -> Answer:
+    from lumu_cli.page import PAGE
+
+    return HTTPStatus.OK, PAGE.encode()
+
+
 def _openapi(_stats: Stats, _registry: CollectorRegistry) -> Answer:
     return HTTPStatus.OK, json.dumps(openapi()).encode()
 
@@ -162,10 +172,14 @@ _INT = {"type": "integer"}
 _TIME = {"type": "string", "format": "date-time"}
 _COUNT_SCHEMA = {
     "type": "object",
-    "required": ["unique_ips", "messages", "invalid", "updated_at", "as_of", "lag", "state_lag",
-                 "partitions"],
+    "required": ["unique_ips", "messages", "invalid", "invalid_by_reason", "rate", "healthy",
+                 "updated_at", "as_of", "lag", "state_lag", "partitions"],
     "properties": {
-        "unique_ips": _INT, "messages": _INT, "invalid": _INT, "updated_at": _TIME,
+        "unique_ips": _INT, "messages": _INT, "invalid": _INT,
+        "invalid_by_reason": {"type": "object", "additionalProperties": _INT},
+        "rate": {"type": "number", "description": "Records a second, over the last 5 s."},
+        "healthy": {"type": "boolean", "description": "Whether a broker answers."},
+        "updated_at": _TIME,
         "as_of": {**_TIME, "type": ["string", "null"],
                   "description": "When the oldest snapshot followed was written (null: every "
                                  "partition is counted here)."},
@@ -196,6 +210,7 @@ class _Route:
 
 
 _ROUTES = {
+    "/": _Route("The live page: the count, updated once a second", HTML, _page),
     "/count": _Route("The unique-IP count, messages, invalid and lag", JSON, _count, _COUNT_SCHEMA),
     "/healthz": _Route(
         "200 while a broker answers, 503 while none does", JSON, _healthz,

@@ -177,6 +177,9 @@ def test_count_is_json_of_the_snapshot(conn: http.client.HTTPConnection) -> None
         "unique_ips": 1234,
         "messages": 98765,
         "invalid": 7 + 1 + 30,
+        "invalid_by_reason": {"bad_timestamp": 7, "empty": 1, "not_json": 30},
+        "rate": 250.5,
+        "healthy": True,
         "updated_at": "2024-09-18T14:14:10.124Z",
         "as_of": "2024-09-18T14:14:08.000Z",  # the oldest snapshot followed
         "lag": 30,
@@ -188,12 +191,15 @@ def test_count_is_json_of_the_snapshot(conn: http.client.HTTPConnection) -> None
 def test_count_follows_the_latest_snapshot(
     conn: http.client.HTTPConnection, snapshot: Snapshot
 ) -> None:
-    snapshot.stats = replace(STATS, unique_ips=5, messages=6, invalid={})
+    snapshot.stats = replace(STATS, unique_ips=5, messages=6, invalid={}, rate=0.04, healthy=False)
     _, _, body = fetch(conn, "/count")
     assert json.loads(body) == {
         "unique_ips": 5,
         "messages": 6,
         "invalid": 0,
+        "invalid_by_reason": {},
+        "rate": 0.0,
+        "healthy": False,
         "updated_at": STATS.updated_at,
         "as_of": "2024-09-18T14:14:08.000Z",
         "lag": 30,
@@ -259,7 +265,7 @@ def test_metrics_report_a_broker_outage(
     assert not any(name == "lumu_invalid_messages_total" for name, _ in values)
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/count/", "/COUNT", "/metrics/x"])
+@pytest.mark.parametrize("path", ["/nope", "/index.html", "/count/", "/COUNT", "/metrics/x"])
 def test_an_unknown_path_is_a_json_404(conn: http.client.HTTPConnection, path: str) -> None:
     status, headers, body = fetch(conn, path)
     assert status == 404

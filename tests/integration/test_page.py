@@ -1,0 +1,134 @@
+"""The live page at `/`, in a real headless Chromium (Debian's package), loaded once: the number
+on screen is the count, and it changes, without a reload, as records arrive. Each count is
+checked against the independent reference count of the topic.
+
+Chromium is driven over its DevTools protocol on a pipe (--remote-debugging-pipe: commands on
+fd 3, answers on fd 4, each JSON message ended by a NUL byte), so no other package is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from tests.integration.helpers import count_when, get, lumu, running, summary
+from tests.integration.reference import reference
+
+# Headless, and nothing a CI machine lacks: no sandbox (root), no GPU, no /dev/shm use,
+# no background traffic.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--no-first-run", "--remote-debugging-pipe",
+]  # fmt: skip
+
+
+class Page:
+    """One page in a headless Chromium, asked what it shows."""
+
+    def __init__(self, process: subprocess.Popen[bytes], send: Any, receive: Any) -> None:
+        self.process, self.send, self.receive = process, send, receive
+        self.buffer, self.last_id, self.session = b"", 0, ""
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.last_id += 1
+        message: dict[str, Any] = {"id": self.last_id, "method": method, "params": params or {}}
+        if self.session:
+            message["sessionId"] = self.session
+        self.send.write(json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self.buffer:
+                chunk = self.receive.read(65536)
+                assert chunk, "chromium closed its DevTools pipe"
+                self.buffer += chunk
+            raw, _, self.buffer = self.buffer.partition(b"\0")
+            reply: dict[str, Any] = json.loads(raw)
+            if reply.get("id") == self.last_id:
+                assert "error" not in reply, reply
+                result: dict[str, Any] = reply["result"]
+                return result
+
+    def open(self, url: str) -> None:
+        target = self.call("Target.createTarget", {"url": url})["targetId"]
+        attached = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})
+        self.session = attached["sessionId"]
+
+    def text(self, element: str) -> str:
+        expression = f"document.getElementById({element!r})?.textContent ?? ''"  # ('' until loaded)
+        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        return str(result["result"]["value"])
+
+    def shows(self, element: str, text: str, seconds: float = 30) -> None:
+        """Wait until `element` shows `text` (bounded: the test fails, never hangs)."""
+        deadline = time.monotonic() + seconds
+        while (seen := self.text(element)) != text:
+            assert time.monotonic() < deadline, f"#{element} shows {seen!r}, never {text!r}"
+            time.sleep(0.2)
+
+
+@contextmanager
+def browser() -> Iterator[Page]:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:  # never a skip: CI installs it (.ci/run), and so can you
+        pytest.fail("no chromium: apt-get install chromium (Debian's package)", pytrace=False)
+    commands, answers = os.pipe(), os.pipe()
+
+    def pipes_on_3_and_4() -> None:
+        os.dup2(commands[0], 3)
+        os.dup2(answers[1], 4)
+
+    process = subprocess.Popen(
+        [binary, *CHROMIUM_FLAGS, "about:blank"], pass_fds=(3, 4), preexec_fn=pipes_on_3_and_4,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(commands[0])
+    os.close(answers[1])
+    with (
+        os.fdopen(commands[1], "wb", buffering=0) as send,
+        os.fdopen(answers[0], "rb", buffering=0) as receive,
+    ):
+        try:
+            yield Page(process, send, receive)
+        finally:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def produce(bootstrap: str, topic: str, count: int, seed: int) -> None:
+    done = lumu(bootstrap, topic, "produce", "--rate", "0", "--count", str(count),
+                "--ips", "3000", "--invalid-ratio", "0.02", "--seed", str(seed))  # fmt: skip
+    assert summary(done)["delivered"] == count, done.stderr
+
+
+def test_the_page_shows_the_count_and_follows_it_as_records_arrive(
+    bootstrap: str, topic: str
+) -> None:
+    produce(bootstrap, topic, 500, seed=1)
+    args = ("serve", "127.0.0.1:0", "--from-beginning", "--group", f"{topic}-page")
+    with running(bootstrap, topic, *args) as (_process, url), browser() as page:
+        status, content_type, html = get(f"{url}/")
+        assert (status, content_type) == (200, "text/html; charset=utf-8")
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing from elsewhere
+
+        ref = reference(bootstrap, topic)
+        count_when(url, ref.messages)
+        page.open(f"{url}/")  # loaded once, from here on
+        page.shows("unique", f"{ref.unique_ips:,}")
+        page.shows("messages", f"{ref.messages:,}")
+        page.shows("invalid", f"{sum(ref.invalid.values()):,}")
+        page.shows("health", "broker up")
+        before = page.text("unique")
+
+        produce(bootstrap, topic, 1500, seed=2)  # new addresses among them
+        ref = reference(bootstrap, topic)
+        page.shows("unique", f"{ref.unique_ips:,}")  # without a reload
+        page.shows("messages", f"{ref.messages:,}")
+        assert page.text("unique") != before
