@@ -41,12 +41,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message
 from kafka_bench import (
     LUMU,
     broker,
     end_offsets,
     env_int,
+    fresh_consumer,
     fresh_name,
     lumu,
     machine,
@@ -70,30 +71,10 @@ class Result:
     steady: float | None = None  # seconds of reading, without start-up and join
 
 
-def _consumer(bootstrap: str, topic: str, extra: Mapping[str, object]) -> tuple[Consumer, set[int]]:
-    """A consumer in a fresh group, subscribed to `topic`; the set its partitions go into."""
-    assigned: set[int] = set()
-
-    def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        assigned.update(tp.partition for tp in partitions)
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": fresh_name("bench-consume"),
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            **extra,
-        }
-    )
-    consumer.subscribe([topic], on_assign=on_assign)
-    return consumer, assigned
-
-
 def bare(bootstrap: str, topic: str, extra: Mapping[str, object]) -> Result:
     """(a) batches of up to 10,000 messages, counted; nothing decoded."""
     began, cpu = time.perf_counter(), time.process_time()
-    consumer, assigned = _consumer(bootstrap, topic, extra)
+    consumer, assigned = fresh_consumer(bootstrap, topic, extra)
     at_end: set[int] = set()
     count = 0
     deadline = time.monotonic() + CONSUME_TIMEOUT
@@ -123,7 +104,7 @@ def floor(bootstrap: str, topic: str) -> Result:
     """(f) consume(10000) batches, msgspec-decoded, raw device_ip into a set; nothing checked."""
     decode = msgspec.json.Decoder(_Fields).decode
     began, cpu = time.perf_counter(), time.process_time()
-    consumer, assigned = _consumer(bootstrap, topic, LUMU_FETCH)
+    consumer, assigned = fresh_consumer(bootstrap, topic, LUMU_FETCH)
     at_end: set[int] = set()
     ips: set[object] = set()
     count = 0
@@ -155,7 +136,7 @@ def naive(bootstrap: str, topic: str) -> Result:
     With lumu's consumer settings, so that the ratio c/b compares code, not configuration.
     """
     began, cpu = time.perf_counter(), time.process_time()
-    consumer, assigned = _consumer(bootstrap, topic, LUMU_FETCH)
+    consumer, assigned = fresh_consumer(bootstrap, topic, LUMU_FETCH)
     at_end: set[int] = set()
     ips: set[object] = set()
     count = failed = 0

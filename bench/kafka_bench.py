@@ -8,6 +8,7 @@
 - `preload()`: `lumu produce --rate 0 --count N` into a topic, as fast as it goes.
 - `spawned()`: a background process that is always terminated (SIGTERM, then SIGKILL).
 - `run_main()`: runs a script's main; Ctrl-C or SIGTERM end it with status 130, cleaned up.
+- `fresh_consumer()`: a consumer in a fresh group from the earliest offset, telling partition ends.
 - `median`, `rotations`, `env_int`, `fresh_name`, `end_offsets`, `delete_topics`.
 
 Every subprocess call and wait loop has a timeout: a benchmark fails, it never hangs.
@@ -26,11 +27,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, TopicPartition
 
 ROOT = Path(__file__).resolve().parent.parent
 LUMU = str(Path(sys.executable).with_name("lumu"))
@@ -236,6 +240,31 @@ def end_offsets(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, 
         return ends
     finally:
         consumer.close()
+
+
+def fresh_consumer(
+    bootstrap: str, topic: str, extra: Mapping[str, object] = {}
+) -> tuple[Consumer, set[int]]:
+    """A consumer in a fresh group, from the earliest offset, telling partition ends, subscribed
+    to `topic`; and the set its assigned partitions go into."""
+    from confluent_kafka import Consumer
+
+    assigned: set[int] = set()
+
+    def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assigned.update(tp.partition for tp in partitions)
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": fresh_name("bench"),
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            **extra,
+        }
+    )
+    consumer.subscribe([topic], on_assign=on_assign)
+    return consumer, assigned
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 3, timeout: float = 30.0) -> None:

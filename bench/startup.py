@@ -25,12 +25,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from kafka_bench import (
     LUMU,
     broker,
     create_topic,
     env_int,
+    fresh_consumer,
     fresh_name,
     lumu,
     machine,
@@ -49,22 +50,8 @@ def wall(cmd: list[str]) -> float:
 
 def plain_consumer(bootstrap: str, topic: str, extra: Mapping[str, object]) -> float:
     """Seconds from creating a consumer to its end-of-partition on every partition."""
-    assigned: set[int] = set()
-
-    def on_assign(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        assigned.update(tp.partition for tp in partitions)
-
     began = time.perf_counter()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": fresh_name("bench-startup"),
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-            **extra,
-        }
-    )
-    consumer.subscribe([topic], on_assign=on_assign)
+    consumer, assigned = fresh_consumer(bootstrap, topic, extra)
     at_end: set[int] = set()
     deadline = time.monotonic() + TIMEOUT
     try:
