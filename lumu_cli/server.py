@@ -1,4 +1,4 @@
-"""The HTTP endpoint: /count, /healthz and /metrics over the tracker's latest stats snapshot.
+"""The HTTP endpoint: /count, /healthz, /metrics and more over the tracker's latest stats snapshot.
 
 An asyncio server on a thread of its own reads HTTP/1.1 with h11 and answers from the published,
 immutable `Stats`: a request never waits for the consume loop, nor the loop for a request. The
@@ -146,6 +146,11 @@ def _count(stats: Stats, _registry: CollectorRegistry) -> Answer:
     return HTTPStatus.OK, json.dumps(body).encode()
 
 
+def _unique_ip_count(stats: Stats, _registry: CollectorRegistry) -> Answer:
+    """The seed's FastAPI answer as it wrote it: compact JSON, `{"unique_ip_count":N}`."""
+    return HTTPStatus.OK, b'{"unique_ip_count":%d}' % stats.unique_ips
+
+
 def _healthz(stats: Stats, _registry: CollectorRegistry) -> Answer:
     status = HTTPStatus.OK if stats.healthy else HTTPStatus.SERVICE_UNAVAILABLE
     word = "ok" if stats.healthy else "broker unreachable"
@@ -212,6 +217,11 @@ class _Route:
 _ROUTES = {
     "/": _Route("The live page: the count, updated once a second", HTML, _page),
     "/count": _Route("The unique-IP count, messages, invalid and lag", JSON, _count, _COUNT_SCHEMA),
+    "/api/v1/unique_ip_count": _Route(
+        "The seed service's path and answer: the unique-IP count alone", JSON, _unique_ip_count,
+        {"type": "object", "required": ["unique_ip_count"],
+         "properties": {"unique_ip_count": _INT}, "additionalProperties": False},
+    ),
     "/healthz": _Route(
         "200 while a broker answers, 503 while none does", JSON, _healthz,
         {"type": "object", "properties": {"status": {"type": "string"}}},

@@ -215,6 +215,18 @@ def test_healthz_is_200_while_a_broker_answers(conn: http.client.HTTPConnection)
     assert json.loads(body) == {"status": "ok"}
 
 
+def test_the_seed_path_answers_as_its_fastapi_service_did(
+    conn: http.client.HTTPConnection, snapshot: Snapshot
+) -> None:
+    status, headers, body = fetch(conn, "/api/v1/unique_ip_count")
+    assert (status, headers["Content-Type"]) == (200, "application/json")
+    assert body == b'{"unique_ip_count":1234}'  # FastAPI's compact JSON, as its clients read it
+    snapshot.stats = replace(STATS, unique_ips=5)
+    assert json.loads(fetch(conn, "/api/v1/unique_ip_count?x=1")[2]) == {"unique_ip_count": 5}
+    status, headers, body = fetch(conn, "/api/v1/unique_ip_count", "HEAD")
+    assert (status, headers["Content-Length"], body) == (200, "21", b"")
+
+
 def test_healthz_is_503_while_none_does(
     conn: http.client.HTTPConnection, snapshot: Snapshot
 ) -> None:

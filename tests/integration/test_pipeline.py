@@ -167,7 +167,7 @@ def test_hand_built_records_are_counted_by_construction(bootstrap: str, topic: s
 # ---------------------------------------------------------------- HTTP: serve and track --serve
 
 
-def test_serve_answers_count_healthz_and_metrics(
+def test_serve_answers_count_the_seed_path_healthz_and_metrics(
     bootstrap: str, seeded: tuple[str, dict[str, Any]]
 ) -> None:
     topic, _ = seeded
@@ -179,6 +179,8 @@ def test_serve_answers_count_healthz_and_metrics(
         assert count["invalid"] == sum(ref.invalid.values())
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(count["updated_at"]))
         assert get(f"{url}/healthz")[:2] == (200, "application/json")
+        seed = get(f"{url}/api/v1/unique_ip_count")
+        assert json.loads(seed[2]) == {"unique_ip_count": ref.unique_ips}
         found = metrics(url)
         assert found["lumu_unique_ips"] == ref.unique_ips
         assert found["lumu_messages_total"] == ref.messages
