@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -440,6 +441,10 @@ class Endpoint:
             raise UsageError(f"--serve {address!r}: cannot listen: {reason}") from None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
+        # The objects of start-up (modules, clients, a restored state) live as long as the
+        # process: kept out of the collector's full passes, which stop every thread and would
+        # otherwise walk them all, pausing answers (about 140 ms with 2,000 connections open).
+        gc.freeze()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closing:  # accepted just as the endpoint closes

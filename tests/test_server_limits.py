@@ -176,6 +176,36 @@ def test_a_burst_of_1000_clients_are_all_answered_on_one_thread(
     assert threading.active_count() == threads  # no thread a connection
 
 
+def test_slow_clients_are_held_on_one_thread_while_count_is_answered(
+    address: tuple[str, int],
+) -> None:
+    threads = threading.active_count()
+    half = b"GET /count HTTP/1.1\r\nHo"  # a head begun and not finished
+
+    async def held() -> list[int]:
+        pairs = await asyncio.gather(*(asyncio.open_connection(*address) for _ in range(300)))
+        for _, writer in pairs:
+            writer.write(half)
+        await asyncio.sleep(0.5)
+        assert await asyncio.to_thread(answers_count, address)  # not queued behind the slow
+        assert threading.active_count() == threads + 1  # + the to_thread worker, none per client
+        for _, writer in pairs:
+            writer.write(b"st: t\r\nConnection: close\r\n\r\n")
+        statuses = []
+        for reader, writer in pairs:
+            statuses.append(int((await reader.read()).split(b" ", 2)[1]))
+            writer.close()
+        return statuses
+
+    assert asyncio.run(asyncio.wait_for(held(), 60)) == [200] * 300
+
+
+def test_start_up_objects_are_kept_out_of_full_collections(address: tuple[str, int]) -> None:
+    import gc
+
+    assert gc.get_freeze_count() > 0  # else each full pass walks them all, pausing answers
+
+
 def test_pipelined_requests_are_answered_in_order(address: tuple[str, int]) -> None:
     paths = ["/count", "/nope", "/healthz"]
     data = b"".join(f"GET {p} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for p in paths)

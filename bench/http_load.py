@@ -1,0 +1,340 @@
+"""Benchmark `lumu serve` against a burst of clients and against slow clients, beside the stdlib
+threaded server lumu used before issue 9 (the baseline).
+
+Preloads BENCH_LOAD_PRELOAD (10,000) records into a fresh topic, starts
+`lumu serve 127.0.0.1:PORT --from-beginning` on it and waits until it has counted them. The
+baseline is a bare stdlib ThreadingHTTPServer in its own process, as lumu served before: Python's
+default listen backlog of 5, a thread per connection, no timeouts; it answers every GET with
+lumu's /count body. All load comes from this process on loopback, bounded in count and time:
+
+1. Burst: BENCH_BURST (1,000) clients connect at the same moment, each on its own connection,
+   and each sends one `GET /count` (Connection: close). A client gives up after 10 s. Reports how
+   many were answered within 5 s and when the last answer came.
+2. Slow clients: BENCH_SLOW (2,000) connections, each sending its request head a piece a second
+   for 4 s (within lumu's 5 s head limit), then reading the answer and staying open, idle, for the
+   rest of BENCH_SLOW_SECONDS (12) s. Twice: arriving evenly over 2 s, as independent clients
+   do, and all at once in lock-step, the worst case (2,000 pieces, then 2,000 answers, due at
+   the same instant on one event loop). Meanwhile a probe process asks `GET /count` on a fresh
+   connection every 50 ms and times it, and the server's threads and RSS are sampled from
+   /proc. Reports the peak thread count, the peak RSS above the server's own before the load,
+   the probe's p99 and worst latency, and how many slow clients were still held at the end (a
+   second request on the same connection answered).
+
+Targets (issue 9): the burst all answered within 5 s; 2,000 slow clients held with at most 64
+threads and at most 60 MB of extra RSS while /count answers within 100 ms. Keep-alive
+requests/s and p99 are bench/http_serve.py's.
+
+Usage: python bench/http_load.py   (env: BENCH_LOAD_PRELOAD, BENCH_BURST, BENCH_SLOW,
+BENCH_SLOW_SECONDS, LUMU_BENCH_BOOTSTRAP)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from http_serve import BASELINE_SERVER, HOST, count, free_port, get
+from kafka_bench import (
+    LUMU,
+    broker,
+    env_int,
+    fresh_name,
+    machine,
+    preload,
+    run_main,
+    spawned,
+    wait_for,
+)
+
+BURST_GIVE_UP = 10.0  # s a burst client waits for its answer
+BURST_TARGET = 5.0
+PROBE_EVERY = 0.05
+PROBE_TARGET_MS = 100.0
+HEAD_PIECES = (b"GET /count HTTP/1.1\r\n", b"Host: t\r\n", b"X-Slow: 1\r\n", b"X-Slow: 2\r\n",
+               b"\r\n")  # fmt: skip
+SPREADS = (2.0, 0.0)  # s over which the slow clients arrive: independent clients, and lock-step
+SECOND = b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+
+@dataclass
+class Burst:
+    answered: int = 0  # with a 200, within BURST_GIVE_UP
+    within_target: int = 0
+    last_s: float = 0.0  # when the last 200 came, from the start
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Slow:
+    held: int = 0  # answered twice on one connection, the second after the hold
+    threads_before: int = 0
+    threads_peak: int = 0
+    rss_before_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    probes: list[float] = field(default_factory=list)  # ms
+    probe_failures: int = 0
+    probes_over: list[tuple[float, float]] = field(default_factory=list)  # (s from start, ms)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def probe_ms(self, q: float) -> float:
+        ordered = sorted(self.probes)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def status_of(pid: int) -> tuple[int, float]:
+    """(threads, RSS in MB) of a process, from /proc."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["Threads"]), int(fields["VmRSS"].split()[0]) / 1024
+
+
+def _failed(failures: dict[str, int], exc: BaseException) -> None:
+    name = type(exc).__name__
+    failures[name] = failures.get(name, 0) + 1
+
+
+async def _status(reader: asyncio.StreamReader) -> int:
+    """Read one response (head and Content-Length body); its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
+async def burst(port: int, clients: int) -> Burst:
+    result = Burst()
+    began = time.perf_counter()
+
+    async def one() -> None:
+        writer = None
+        try:
+            async with asyncio.timeout(BURST_GIVE_UP):
+                reader, writer = await asyncio.open_connection(HOST, port)
+                writer.write(SECOND)
+                status = await _status(reader)
+            if status == 200:
+                took = time.perf_counter() - began
+                result.answered += 1
+                result.within_target += took <= BURST_TARGET
+                result.last_s = max(result.last_s, took)
+            else:
+                result.failures[f"HTTP {status}"] = result.failures.get(f"HTTP {status}", 0) + 1
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            _failed(result.failures, exc)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return result
+
+
+async def slow_clients(
+    port: int, clients: int, seconds: float, spread: float, result: Slow
+) -> None:
+    """`clients` connections, the i-th opened i/clients of `spread` s after the first, each held
+    `seconds` s from its own start."""
+
+    async def one(i: int) -> None:
+        writer = None
+        await asyncio.sleep(spread * i / clients)
+        try:
+            async with asyncio.timeout(seconds + 15):
+                hold_until = time.monotonic() + seconds
+                reader, writer = await asyncio.open_connection(HOST, port)
+                for i, piece in enumerate(HEAD_PIECES):
+                    if i:
+                        await asyncio.sleep(1.0)
+                    writer.write(piece)
+                if await _status(reader) != 200:
+                    raise ValueError("first answer not 200")
+                await asyncio.sleep(max(0.0, hold_until - time.monotonic()))
+                writer.write(SECOND)
+                if await _status(reader) == 200:
+                    result.held += 1
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            _failed(result.failures, exc)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+
+
+PROBE = """
+import http.client, json, sys, time
+from pathlib import Path
+
+port, pid, every, stop_file = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), Path(sys.argv[4])
+probes, failures, threads, rss, slow = [], 0, 0, 0, []
+start = time.monotonic()
+while not stop_file.exists():
+    time.sleep(every)
+    status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status"))
+    threads = max(threads, int(status["Threads"]))
+    rss = max(rss, int(status["VmRSS"].split()[0]))
+    began = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/count")
+        response = conn.getresponse()
+        response.read()
+        if response.status == 200:
+            probes.append((time.perf_counter() - began) * 1000)
+            if probes[-1] > 100:  # when, from the start, and how long
+                slow.append((round(time.monotonic() - start, 2), round(probes[-1])))
+        else:
+            failures += 1
+    except (OSError, http.client.HTTPException):
+        failures += 1
+    finally:
+        conn.close()
+print(json.dumps({"probes": probes, "failures": failures, "threads": threads, "rss_kb": rss,
+                  "slow": slow}))
+"""
+
+
+def held_load(port: int, pid: int, clients: int, seconds: float, spread: float) -> Slow:
+    """The slow clients from this process; the probe in a process of its own, so that its
+    timings are the server's and not this process's event loop (the GIL) holding it back."""
+    result = Slow()
+    result.threads_before, result.rss_before_mb = status_of(pid)
+    with tempfile.TemporaryDirectory() as tmp:
+        stop_file = Path(tmp) / "stop"
+        args = [str(port), str(pid), str(PROBE_EVERY), str(stop_file)]
+        with spawned([sys.executable, "-I", "-c", PROBE, *args], stdout=subprocess.PIPE) as prober:
+            try:
+                asyncio.run(slow_clients(port, clients, seconds, spread, result))
+            finally:
+                stop_file.touch()
+                out, _ = prober.communicate(timeout=30)
+    found = json.loads(out)
+    result.probes, result.probe_failures = found["probes"], found["failures"]
+    result.probes_over = [tuple(pair) for pair in found["slow"]]
+    result.threads_peak = max(result.threads_before, found["threads"])
+    result.rss_peak_mb = max(result.rss_before_mb, found["rss_kb"] / 1024)
+    return result
+
+
+def main() -> None:
+    preloaded = env_int("BENCH_LOAD_PRELOAD", 10_000)
+    bursting = env_int("BENCH_BURST", 1000)
+    slow = env_int("BENCH_SLOW", 2000)
+    seconds = env_int("BENCH_SLOW_SECONDS", 12)
+    print(machine())
+    print(f"listen queue limit (net.core.somaxconn): "
+          f"{Path('/proc/sys/net/core/somaxconn').read_text().strip()}")  # fmt: skip
+    bursts: dict[str, Burst] = {}
+    slows: dict[tuple[str, float], Slow] = {}
+    with broker() as bootstrap:
+        topic = fresh_name("bench-load")
+        preload(bootstrap, topic, preloaded)
+        port = free_port()
+        serve = [
+            LUMU, "serve", f"{HOST}:{port}", "--from-beginning", "--group", fresh_name("bench"),
+            "-t", topic, "-b", bootstrap,
+        ]  # fmt: skip
+        with (
+            tempfile.TemporaryFile("w+") as errors,
+            spawned(serve, stdout=subprocess.DEVNULL, stderr=errors) as lumu,
+        ):
+
+            def counted() -> bool:
+                answer = count(port) if lumu.poll() is None else None
+                return lumu.poll() is not None or bool(answer and answer["messages"] >= preloaded)
+
+            wait_for("lumu serve to count the preload", counted, timeout=120)
+            if lumu.poll() is not None:
+                errors.seek(0)
+                raise SystemExit(f"FAIL: lumu serve exited:\n{errors.read()[-2000:]}")
+            body = get(port)[1].decode()
+            base_port = free_port()
+            baseline = [sys.executable, "-I", "-c", BASELINE_SERVER, str(base_port), body, "0"]
+            with spawned(baseline, stderr=subprocess.DEVNULL) as base:
+                wait_for("the baseline server", lambda: _up(base_port), timeout=30)
+                servers = {"lumu": (port, lumu.pid), "stdlib": (base_port, base.pid)}
+                for name, (at, _pid) in servers.items():
+                    bursts[name] = asyncio.run(burst(at, bursting))
+                    print(f"burst, {name}: {bursts[name]}", flush=True)
+                    time.sleep(2)  # the burst's connections closed
+                for spread in SPREADS:
+                    for name, (at, pid) in servers.items():
+                        held = slows[name, spread] = held_load(at, pid, slow, seconds, spread)
+                        print(f"slow clients, {name}, spread {spread:g} s: held {held.held:,}",
+                              flush=True)  # fmt: skip
+                        time.sleep(2)
+    report(bursting, slow, seconds, bursts, slows)
+
+
+def report(
+    bursting: int,
+    slow: int,
+    seconds: int,
+    bursts: dict[str, Burst],
+    slows: dict[tuple[str, float], Slow],
+) -> None:
+    labels = {"lumu": "lumu serve", "stdlib": "stdlib threaded server (baseline)"}
+    print(f"\nburst: {bursting:,} clients at once, one GET /count each, {BURST_GIVE_UP:g} s "
+          f"to give up")  # fmt: skip
+    for name, label in labels.items():
+        b = bursts[name]
+        print(f"  {label:<36} answered within {BURST_TARGET:g} s: {b.within_target:>5,}  "
+              f"within {BURST_GIVE_UP:g} s: {b.answered:>5,}  last answer {b.last_s:5.2f} s  "
+              f"failures {b.failures or 0}")  # fmt: skip
+    lumu, base = bursts["lumu"], bursts["stdlib"]
+    print(f"  ratio lumu/baseline, answered within {BURST_TARGET:g} s: "
+          f"{_ratio(lumu.within_target, base.within_target)}")  # fmt: skip
+    print(f"  target: all {bursting:,} within {BURST_TARGET:g} s: "
+          f"{'met' if lumu.within_target == bursting else 'NOT met'}")  # fmt: skip
+
+    for spread in SPREADS:
+        how = f"arriving over {spread:g} s" if spread else "all at once, in lock-step"
+        print(f"\nslow clients, {how}: {slow:,} connections, each sending its head a piece a "
+              f"second for 4 s, then idle to {seconds} s; GET /count probed every "
+              f"{PROBE_EVERY * 1000:g} ms from another process")  # fmt: skip
+        for name, label in labels.items():
+            s = slows[name, spread]
+            print(f"  {label:<36} held {s.held:>5,}  threads {s.threads_before} -> peak "
+                  f"{s.threads_peak:,}  RSS +{s.rss_peak_mb - s.rss_before_mb:5.1f} MB  "
+                  f"probe p99 {s.probe_ms(0.99):6.1f} ms, worst {s.probe_ms(1.0):6.1f} ms, "
+                  f"{s.probe_failures} failed  failures {s.failures or 0}")  # fmt: skip
+            if s.probes_over:
+                over = ", ".join(f"{ms:g} ms at {at:g} s" for at, ms in s.probes_over[:8])
+                print(f"    probes over {PROBE_TARGET_MS:g} ms: {len(s.probes_over)}: {over}")
+        lumu_s, base_s = slows["lumu", spread], slows["stdlib", spread]
+        extra = lumu_s.rss_peak_mb - lumu_s.rss_before_mb
+        print(f"  ratio lumu/baseline: held {_ratio(lumu_s.held, base_s.held)}, threads "
+              f"{_ratio(lumu_s.threads_peak, base_s.threads_peak)}, extra RSS "
+              f"{_ratio(extra, base_s.rss_peak_mb - base_s.rss_before_mb)}, probe p99 "
+              f"{_ratio(lumu_s.probe_ms(0.99), base_s.probe_ms(0.99))}")  # fmt: skip
+        met = (
+            lumu_s.held == slow
+            and lumu_s.threads_peak <= 64
+            and extra <= 60
+            and lumu_s.probe_failures == 0
+            and lumu_s.probe_ms(1.0) <= PROBE_TARGET_MS
+        )
+        print(f"  target: all {slow:,} held, at most 64 threads and 60 MB extra RSS, every "
+              f"probe within {PROBE_TARGET_MS:g} ms: {'met' if met else 'NOT met'}")  # fmt: skip
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a (baseline 0)"
+
+
+def _up(port: int) -> bool:
+    with contextlib.suppress(OSError):
+        return get(port, "/")[0] == 200
+    return False
+
+
+if __name__ == "__main__":
+    run_main(main)
