@@ -8,7 +8,8 @@ this module exactly; this module is the definition.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from enum import StrEnum
 from functools import cache
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lumu_cli.errors import InvalidTimestamp, UsageError
+from lumu_cli.forms import fields_to_datetime, iana_zone, match_form, offset_zone, uncomment
+from lumu_cli.patterns import compile_pattern
 
 if TYPE_CHECKING:
     from dateutil.parser import isoparser
@@ -51,31 +54,22 @@ _TOO_LONG = "too many integer digits for any unit"
 _EPOCH_TEXT = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]+))?", re.ASCII)
 _ISO_DATE = re.compile(r"[0-9]{4}[0-9W-]*", re.ASCII)
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-# RFC 2822 section 3.3 and 4.3 zone names, plus UTC and Z as `date` and devices write them.
-_ZONE_NAMES = {
-    "ut": 0, "utc": 0, "gmt": 0, "z": 0,
-    "est": -300, "edt": -240, "cst": -360, "cdt": -300,
-    "mst": -420, "mdt": -360, "pst": -480, "pdt": -420,
-}  # fmt: skip
-_DAY = r"(?P<wd>mon|tue|wed|thu|fri|sat|sun)[a-z]*"
-_MONTH = r"(?P<mon>jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
-_TIME = r"(?P<h>[0-9]{2}):(?P<mi>[0-9]{2})"
-_ZONE = r"(?P<zone>[+-][0-9]{4}|[a-z]{1,4})"
-_FLAGS = re.ASCII | re.IGNORECASE
-# RFC 2822 / IMF-fixdate `Wed, 18 Sep 2024 19:44:10 +0530`, RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT`
-_RFC2822 = re.compile(
-    rf"(?:{_DAY},\s*)?(?P<d>[0-9]{{1,2}})(?P<s1>\s+|-){_MONTH}(?P=s1)(?P<y>[0-9]{{2,4}})"
-    rf"\s+{_TIME}(?::(?P<sec>[0-9]{{2}}))?\s+{_ZONE}",
-    _FLAGS,
+# The ISO 8601 shape nearly every device writes, read here without dateutil (a tenth of its
+# time); anything else that starts with a date, and anything this finds invalid, goes to dateutil
+# for the definitive answer and its reason.
+_ISO_COMMON = re.compile(
+    r"(?P<Y>[0-9]{4})-(?P<m>[0-9]{2})-(?P<d>[0-9]{2})[Tt ](?P<H>[0-9]{2}):(?P<M>[0-9]{2})"
+    r"(?::(?P<S>[0-9]{2})(?:[.,](?P<f>[0-9]+))?)?(?P<z>[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?",
+    re.ASCII,
 )
-# ctime / asctime / date(1): `Thu Feb  4 21:00:57 2010`, `Fri Dec  3 16:15:30 UTC 2021`.
-_CTIME = re.compile(
-    rf"{_DAY}\s+{_MONTH}\s+(?P<d>[0-9]{{1,2}})\s+{_TIME}:(?P<sec>[0-9]{{2}})"
-    rf"(?:\s+{_ZONE})?\s+(?P<y>[0-9]{{4}})",
-    _FLAGS,
-)
+# ISO 8601 extended with a space before a numeric offset, or ` UTC` / ` GMT` for Z.
+_ISO_SPACED_ZONE = re.compile(r"(.*[0-9]) (?:([+-][0-9]{2}(?::?[0-9]{2})?)|(UTC|GMT))", re.ASCII)
+# RFC 9557 suffixes: `[Europe/Paris]`, `[!Europe/Paris]`, `[u-ca=gregory]`.
+_SUFFIXES = re.compile(r"((?:\[[^\[\]]*\])+)\Z")
+_SUFFIX_TAG = re.compile(r"([a-z_][a-z0-9_-]*)=([A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)", re.ASCII)
+_ZONE_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}", re.ASCII)
+_US_DATE = re.compile(r"[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}\b", re.ASCII)
+NOT_RECOGNIZED = "not a recognized timestamp (see lumu ts parse --help for the forms)"
 
 
 def parse_timestamp(
@@ -83,8 +77,14 @@ def parse_timestamp(
     *,
     unit: Unit = Unit.AUTO,
     tz: tzinfo | None = None,
+    year: int | None = None,
+    formats: Sequence[str] = (),
 ) -> datetime:
-    """Parse one timestamp into an aware UTC datetime (microseconds kept, never rounded up)."""
+    """Parse one timestamp into an aware UTC datetime (microseconds kept, never rounded up).
+
+    `tz` is the zone of inputs written without one (default UTC); `year` the year of forms that
+    have none (RFC 3164 syslog, klog); `formats` strptime patterns tried first, in order.
+    """
     if isinstance(value, bool):  # bool is an int subclass, but True is not an instant
         raise InvalidTimestamp(value, "a boolean is not a timestamp")
     if isinstance(value, int | float | Decimal):
@@ -95,17 +95,32 @@ def parse_timestamp(
         raise InvalidTimestamp(value, "not valid UTF-8 text") from None
     if not text:
         raise InvalidTimestamp(value, "empty input")
+    for pattern in formats:
+        compiled = compile_pattern(pattern)
+        if match := compiled.regex.fullmatch(text):
+            return _from_fields(value, match, f"--format {pattern!r}", year, tz)
     if digits := _EPOCH_TEXT.fullmatch(text):
         return _from_epoch(value, digits, unit)
+    if text[0] == "@":  # GNU date: seconds since the epoch, whatever --unit says
+        if digits := _EPOCH_TEXT.fullmatch(text[1:]):
+            return _from_epoch(value, digits, Unit.S)
+        raise InvalidTimestamp(value, "expected seconds since the epoch after '@'")
+    if (common := _ISO_COMMON.fullmatch(text)) and (fast := _iso_common(value, common, tz)):
+        return fast
+    if found := match_form(text):
+        form, match = found
+        return _from_fields(value, match, form.name, year, tz)
     if _ISO_DATE.match(text):
-        local = _from_iso(value, text)
-    elif match := _RFC2822.fullmatch(text) or _CTIME.fullmatch(text):
-        local = _from_named(value, match)
-    else:
-        raise InvalidTimestamp(
-            value, "not a recognized timestamp (ISO 8601, RFC 2822, ctime or an epoch number)"
-        )
-    return _to_utc(value, local, tz)
+        local, zone = _from_iso(value, text)
+        return _to_utc(value, local, zone or tz)
+    if ("(" in text or ")" in text) and uncomment(text) is None:
+        raise InvalidTimestamp(value, "a comment's parentheses are unbalanced")
+    if _US_DATE.match(text):
+        reason = "a date with slashes must be year first (YYYY/MM/DD); use --format for others"
+        raise InvalidTimestamp(value, reason)
+    if formats:
+        raise InvalidTimestamp(value, f"matches no --format, and is {NOT_RECOGNIZED}")
+    raise InvalidTimestamp(value, NOT_RECOGNIZED)
 
 
 def format_timestamp(instant: datetime) -> str:
@@ -186,21 +201,99 @@ def _auto_unit(value: object, whole: str, negative: bool) -> Unit:
     raise InvalidTimestamp(value, _TOO_LONG)
 
 
-def _from_iso(value: object, text: str) -> datetime:
-    """ISO 8601 / RFC 3339 via dateutil's strict isoparser; naive when no zone is written."""
+def _iso_common(value: object, match: re.Match[str], tz: tzinfo | None) -> datetime | None:
+    """The common ISO shape without dateutil; None when a field is out of range, so that
+    dateutil gives the answer (24:00 is midnight there) and the reason."""
+    fraction = match["f"] or ""
+    offset = match["z"]
+    try:
+        local = datetime(
+            int(match["Y"]), int(match["m"]), int(match["d"]), int(match["H"]),
+            int(match["M"]), int(match["S"] or 0), int(fraction[:6].ljust(6, "0")),
+            None if offset is None else offset_zone(value, offset),
+        )  # fmt: skip
+    except (ValueError, InvalidTimestamp):
+        return None
+    try:
+        return _to_utc(value, local, tz)
+    except InvalidTimestamp:
+        return None
+
+
+def _from_iso(value: object, text: str) -> tuple[datetime, tzinfo | None]:
+    """ISO 8601 / RFC 3339 via dateutil's strict isoparser, naive when no zone is written; with
+    an RFC 9557 suffix, the zone it names beside it (the offset, when written, decides)."""
+    suffixes = _SUFFIXES.search(text)
+    if suffixes:
+        text = text[: suffixes.start()]
+    if spaced := _ISO_SPACED_ZONE.fullmatch(text):
+        text = spaced[1] + (spaced[2] or "Z")
     date_part = _ISO_DATE.match(text)
     assert date_part is not None
     rest = text[date_part.end() :]
-    if rest.endswith(" UTC"):
-        rest = rest[:-4] + "Z"
     if rest and rest[0] not in "Tt ":
         raise InvalidTimestamp(
             value, f"unexpected {rest[0]!r} after the date (expected T or a space)"
         )
     try:
-        return _isoparser().isoparse(date_part.group() + rest)
+        local = _isoparser().isoparse(date_part.group() + rest)
     except (ValueError, OverflowError) as exc:
         raise InvalidTimestamp(value, _iso_reason(exc)) from exc
+    if suffixes is None:
+        return local, None
+    return _rfc9557(value, local, suffixes[1], utc=text[-1:] in ("Z", "z"))
+
+
+def _rfc9557(
+    value: object, local: datetime, suffixes: str, *, utc: bool
+) -> tuple[datetime, tzinfo | None]:
+    """Apply RFC 9557 suffixes: the zone (first, if any) and tags (`u-ca=...`). A critical
+    (`!`) suffix that cannot be honoured is an error; an elective one is set aside."""
+    zone, critical, name = None, False, ""
+    for position, item in enumerate(suffixes[1:-1].split("][")):
+        flagged = item.startswith("!")
+        body = item[1:] if flagged else item
+        if "=" in body:
+            tag = _SUFFIX_TAG.fullmatch(body)
+            if tag is None:
+                raise InvalidTimestamp(value, f"malformed suffix [{item}]")
+            key, calendar = tag[1], tag[2].lower()
+            if flagged and (key != "u-ca" or calendar not in ("gregory", "iso8601")):
+                raise InvalidTimestamp(value, f"critical suffix [{item}] is not supported")
+            continue
+        if position:
+            raise InvalidTimestamp(value, f"time zone suffix [{item}] must come first")
+        zone, critical, name = _suffix_zone(value, body), flagged, body
+    if zone is None or local.tzinfo is None:
+        return local, zone
+    expected = local.astimezone(zone).utcoffset()
+    if critical and not utc and expected != local.utcoffset():
+        written, wanted = _hhmm(local.utcoffset()), _hhmm(expected)
+        raise InvalidTimestamp(value, f"offset {written} disagrees with [!{name}] ({wanted})")
+    return local, None
+
+
+def _suffix_zone(value: object, name: str) -> tzinfo:
+    if _ZONE_OFFSET.fullmatch(name):
+        return offset_zone(value, name)
+    return iana_zone(value, name)
+
+
+def _hhmm(offset: timedelta | None) -> str:
+    minutes = int((offset or timedelta()).total_seconds()) // 60
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _from_fields(
+    value: object, match: re.Match[str], form: str, year: int | None, tz: tzinfo | None
+) -> datetime:
+    """A form's (or a --format's) match -> UTC datetime."""
+    fields = match.groupdict()
+    if (seconds := fields.get("s")) is not None:  # %s, with %f perhaps
+        fraction = fields.get("f")
+        return _from_epoch(value, _digits(seconds + (f".{fraction}" if fraction else "")), Unit.S)
+    local, zone = fields_to_datetime(value, fields, form, year)
+    return _to_utc(value, local, zone or tz)
 
 
 @cache
@@ -220,39 +313,6 @@ def _iso_reason(exc: Exception) -> str:
     if reason.startswith(("String contains unknown", "Unused components", "'ascii' codec")):
         return "unexpected characters"
     return reason[:1].lower() + reason[1:]
-
-
-def _from_named(value: object, match: re.Match[str]) -> datetime:
-    """RFC 2822, RFC 850, ctime and date(1) forms: names for weekday and month."""
-    year_text = match["y"]
-    year = int(year_text)
-    if len(year_text) < 4:  # RFC 2822 section 4.3: 00-49 -> 20xx, 50-99 and 3 digits -> 19xx
-        year += 2000 if len(year_text) == 2 and year < 50 else 1900
-    month = _MONTHS.index(match["mon"].lower()) + 1
-    try:
-        local = datetime(
-            year, month, int(match["d"]), int(match["h"]), int(match["mi"]), int(match["sec"] or 0)
-        )
-    except ValueError as exc:
-        raise InvalidTimestamp(value, str(exc)) from exc
-    weekday = match["wd"]
-    if weekday is not None and _WEEKDAYS.index(weekday.lower()) != local.weekday():
-        actual = _WEEKDAYS[local.weekday()].title()
-        raise InvalidTimestamp(value, f"{local:%Y-%m-%d} is a {actual}, not {weekday.title()}")
-    zone = match["zone"]
-    return local if zone is None else local.replace(tzinfo=_named_zone(value, zone))
-
-
-def _named_zone(value: object, zone: str) -> tzinfo:
-    if zone[0] in "+-":
-        hours, minutes = int(zone[1:3]), int(zone[3:5])
-        if hours > 23 or minutes > 59:
-            raise InvalidTimestamp(value, f"time zone offset {zone} is beyond +/-23:59")
-        offset = timedelta(hours=hours, minutes=minutes)
-        return timezone(-offset if zone[0] == "-" else offset)
-    if zone.lower() not in _ZONE_NAMES:
-        raise InvalidTimestamp(value, f"unknown time zone abbreviation {zone!r}")
-    return timezone(timedelta(minutes=_ZONE_NAMES[zone.lower()]))
 
 
 def _to_utc(value: object, instant: datetime, tz: tzinfo | None) -> datetime:

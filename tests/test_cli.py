@@ -61,7 +61,7 @@ def test_stdin_dash_reads_one_timestamp_per_line_and_names_bad_lines() -> None:
     assert lines(done.stderr) == [
         "lumu: line 3: cannot parse '': empty input",
         "lumu: line 4: cannot parse 'invalid': not a recognized timestamp "
-        "(ISO 8601, RFC 2822, ctime or an epoch number)",
+        "(see lumu ts parse --help for the forms)",
         "lumu: line 5: cannot parse b'\\xff\\xfe': not valid UTF-8 text",
     ]
 
@@ -94,13 +94,13 @@ def test_json_keeps_one_object_per_input_in_order() -> None:
         {
             "input": "nope",
             "output": None,
-            "error": "not a recognized timestamp (ISO 8601, RFC 2822, ctime or an epoch number)",
+            "error": "not a recognized timestamp (see lumu ts parse --help for the forms)",
         },
         {"input": "2021-12-03T16:15:30Z", "output": "2021-12-03T16:15:30.000Z", "error": None},
     ]
     assert lines(done.stderr) == [
         "lumu: line 2: cannot parse 'nope': not a recognized timestamp "
-        "(ISO 8601, RFC 2822, ctime or an epoch number)"
+        "(see lumu ts parse --help for the forms)"
     ]
 
 
