@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shlex
 import subprocess
@@ -18,6 +19,7 @@ from lumu_cli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DEMO = (ROOT / "scripts" / "demo").read_text()
 
 # Who may import what: lower modules know nothing of the CLI, the terminal or Kafka.
 CLI = {"cli/__init__.py", "cli/ts.py", "cli/kafka.py"}  # the command line, a command group each
@@ -124,3 +126,41 @@ def test_readme_python_example_runs_as_commented(capsys: pytest.CaptureFixture[s
     assert len(pairs) == 3
     for expected, call in pairs:
         assert eval(call, namespace) == eval(expected, namespace)
+
+
+def demo_lines(pattern: str) -> list[str]:
+    """The lines of scripts/demo that match `pattern`, apart from comments and narration."""
+    return [
+        line.strip()
+        for line in DEMO.splitlines()
+        if re.search(pattern, line) and not line.lstrip().startswith(("#", "note ", "printf "))
+    ]
+
+
+def test_every_command_the_demo_runs_goes_through_run() -> None:
+    commands = demo_lines(r"\blumu \w|scripts/kafka-broker (start|stop)")
+    assert len(commands) >= 10
+    for line in commands:
+        assert re.match(r"(\[\[ .* \]\] && )?run (['\"])(lumu|timeout|scripts/kafka-broker) ", line)
+
+
+def test_the_demo_run_function_prints_the_very_line_it_runs(tmp_path: Path) -> None:
+    (run,) = re.findall(r"^run\(\) \{\n.*?^\}\n", DEMO, re.M | re.S)
+    line = """printf '%s\\n' 'a b' "$HOME" > out && cat out"""
+    done = subprocess.run(
+        ["bash", "-c", f"{run}run {shlex.quote(line)}"], cwd=tmp_path, capture_output=True,
+        text=True, check=True, env={"HOME": "/home/x", "PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    assert done.stdout == f"\n$ {line}\na b\n/home/x\n"
+
+
+def test_each_demo_run_counts_its_own_topic_with_its_own_group() -> None:
+    # A second `make demo` counts what the first did, instead of the two runs' records together.
+    assert re.search(r"^run_id=\$\(date \+%Y%m%d-%H%M%S\)$", DEMO, re.M)
+    assert re.search(r"^topic=device-events-demo-\$run_id$", DEMO, re.M)
+    assert re.search(r"^group=lumu-demo-\$run_id$", DEMO, re.M)
+    assert "LUMU_TOPIC" not in DEMO
+    for line in demo_lines(r"\blumu (produce|track)\b"):
+        assert " -t $topic " in line
+    for line in demo_lines(r"\blumu (track|state)\b"):
+        assert re.search(r" -g \$group\b", line)
