@@ -134,9 +134,12 @@ def normalize(
     *,
     unit: Unit = Unit.AUTO,
     tz: tzinfo | None = None,
+    year: int | None = None,
+    formats: Sequence[str] = (),
 ) -> str:
     """`format_timestamp(parse_timestamp(value))`: the one-call form of `lumu ts parse`."""
-    return format_timestamp(parse_timestamp(value, unit=unit, tz=tz))
+    instant = parse_timestamp(value, unit=unit, tz=tz, year=year, formats=formats)
+    return format_timestamp(instant)
 
 
 def load_zone(name: str) -> tzinfo:

@@ -13,11 +13,11 @@ import io
 import itertools
 import os
 import select
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import tzinfo
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import numpy.typing as npt
@@ -211,8 +211,13 @@ def parse_block(
     unit: Unit = Unit.AUTO,
     tz: tzinfo | None = None,
     render: bool = True,
+    year: int | None = None,
+    formats: Sequence[str] = (),
 ) -> ParsedBlock:
-    """Parse every newline-terminated line of `data` (without `render`, only which are good)."""
+    """Parse every newline-terminated line of `data` (without `render`, only which are good).
+
+    With `formats`, which are tried before any built-in form, every line is parsed on its own.
+    """
     chars = np.frombuffer(data, np.uint8)
     ends = np.flatnonzero(chars == ord("\n"))
     starts = np.zeros_like(ends)
@@ -223,10 +228,13 @@ def parse_block(
         first_line, data, starts, lengths, np.empty((len(ends), OUT_WIDTH), np.uint8),
         np.zeros(len(ends), np.bool_),
     )  # fmt: skip
-    _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
-    _parse_epoch_digits(block, chars, unit, render=render)
+    if not formats:
+        _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
+        _parse_epoch_digits(block, chars, unit, render=render)
     for row in np.flatnonzero(~block.ok):
-        _parse_one(block, int(row), unit, tz)
+        _parse_one(
+            block, int(row), partial(normalize, unit=unit, tz=tz, year=year, formats=formats)
+        )
     return block
 
 
@@ -285,14 +293,14 @@ def _parse_epoch_digits(block: ParsedBlock, chars: Bytes, unit: Unit, *, render:
         block.ok[rows[valid]] = True
 
 
-def _parse_one(block: ParsedBlock, row: int, unit: Unit, tz: tzinfo | None) -> None:
+def _parse_one(block: ParsedBlock, row: int, rules: Callable[[str | bytes], str]) -> None:
     raw = block.raw(row)
     try:
         value: str | bytes = raw.decode()
     except UnicodeDecodeError:
         value = raw
     try:
-        text = normalize(value, unit=unit, tz=tz)
+        text = rules(value)
     except InvalidTimestamp as exc:
         block.errors[row] = exc
         return
@@ -306,6 +314,8 @@ def parse_stream(
     unit: Unit = Unit.AUTO,
     tz: tzinfo | None = None,
     name: str = "stdin",
+    year: int | None = None,
+    formats: Sequence[str] = (),
 ) -> Iterator[ParsedBlock]:
     """Parse a stream of lines in order, block by block; memory stays bounded whatever its length.
 
@@ -317,7 +327,8 @@ def parse_stream(
     with ThreadPoolExecutor(WORKERS) as pool:
         for data in _read_blocks_or_fail(stream, name):
             pieces = _pieces(data, WORKERS) if len(data) >= SPLIT_BYTES else [data]
-            parsing = [pool.submit(parse_block, piece, unit=unit, tz=tz) for piece in pieces]
+            parse = partial(parse_block, unit=unit, tz=tz, year=year, formats=formats)
+            parsing = [pool.submit(parse, piece) for piece in pieces]
             for future in parsing:
                 block = replace(future.result(), first_line=line)  # its rows counted it already
                 line += len(block)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, BinaryIO
 
 import typer
 
 from lumu_cli.cli import app, fail, reported
 from lumu_cli.errors import ExitCode, InvalidTimestamp, UsageError
+from lumu_cli.patterns import compile_pattern
 from lumu_cli.timestamps import AUTO_RULE, Unit, load_zone, normalize
 
 if TYPE_CHECKING:
@@ -85,19 +87,48 @@ def ts_parse(
             show_default=False,
         ),
     ] = None,
+    year: Annotated[
+        int | None,
+        typer.Option(
+            "--year",
+            min=1,
+            max=9999,
+            metavar="YYYY",
+            help="The year of forms written without one (RFC 3164 syslog, klog); never taken "
+            "from today's date.",
+            show_default=False,
+        ),
+    ] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            metavar="STRPTIME",
+            help="A strptime pattern (%Y %m %d %H %M %S %f %z %Z %s %b %a %j %p ...), tried "
+            "before the built-in forms; repeat it to try several in order.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per input: input, output, error.")
     ] = False,
 ) -> None:
     """Normalize timestamps to ISO 8601 UTC with milliseconds: 2021-12-03T16:15:30.235Z.
 
-    Accepts ISO 8601 / RFC 3339 (extended, basic, week and ordinal dates), RFC 2822 and HTTP
-    dates, ctime and date(1) output, and epoch numbers. Finer digits are truncated, never rounded.
+    Accepts ISO 8601 / RFC 3339 (with RFC 9557 zone suffixes), RFC 5322 and HTTP dates,
+    ctime and date(1), Common Log Format, Go, JavaScript, BIND, Cisco ASA and CEF, PAN-OS,
+    LDAP GeneralizedTime, @EPOCH and epoch numbers; RFC 3164 syslog and klog with --year.
+    Finer digits are truncated, never rounded. Empty piped input prints nothing (exit 0).
 
     Each bad input is reported on stderr as `line N` or `argument N` with the reason; the others
     are still printed in order, and the exit status is 1. A negative epoch needs --unit.
     """
     zone = load_zone(tz) if tz else None
+    patterns = formats or []
+    for pattern in patterns:
+        if compile_pattern(pattern).needs_year and year is None:
+            raise UsageError(f"--format {pattern!r} has no year: add %Y or %y, or pass --year")
+    rules = partial(normalize, unit=unit, tz=zone, year=year, formats=patterns)
     sources = values or _stdin_or_usage_error()
     if sources.count("-") > 1:
         raise UsageError("'-' (stdin) can be given only once")
@@ -107,11 +138,11 @@ def ts_parse(
             from lumu_cli.tsstream import parse_stream  # numpy only when streaming
 
             stdin = open(sys.stdin.fileno(), "rb", closefd=False)  # noqa: SIM115 (not ours to close)
-            for block in parse_stream(stdin, unit=unit, tz=zone):
+            for block in parse_stream(stdin, **rules.keywords):
                 results.block(block)
             continue
         try:
-            results.one(f"argument {position}", value, normalize(value, unit=unit, tz=zone), None)
+            results.one(f"argument {position}", value, rules(value), None)
         except InvalidTimestamp as exc:
             results.one(f"argument {position}", value, None, exc)
     sys.stdout.flush()
