@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from lumu_cli.errors import UsageError
+from lumu_cli.errors import UsageError, shorten
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -52,7 +52,11 @@ _READ = 64 * 1024
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """`[HOST]:PORT` -> (host, port); an empty host means every interface, as `:8000` does."""
+    """`[HOST]:PORT` -> (host, port); an empty host means every interface, as `:8000` does.
+
+    A bad address is a UsageError that names the value, not the option or argument it came
+    from: the command line adds that.
+    """
     host, sep, port = text.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     if bracketed:
@@ -60,11 +64,12 @@ def parse_address(text: str) -> tuple[str, int]:
     if (
         not sep
         or not (port.isascii() and port.isdigit())
-        or int(port) > 65535
         or (":" in host and not bracketed)  # an IPv6 host needs brackets: [::1]:8000
     ):
         example = "e.g. :8000, 127.0.0.1:8000 or [::1]:8000"
-        raise UsageError(f"--serve {text!r}: expected [HOST]:PORT, {example}")
+        raise UsageError(f"{shorten(text)}: expected [HOST]:PORT, {example}")
+    if len(port.lstrip("0")) > 5 or int(port) > 65535:  # int() refuses over 4,300 digits
+        raise UsageError(f"{shorten(text)}: port out of range (0-65535)")
     return host, int(port)
 
 
@@ -438,7 +443,7 @@ class Endpoint:
         except OSError as exc:
             self._loop.close()
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise UsageError(f"--serve {address!r}: cannot listen: {reason}") from None
+            raise UsageError(f"{address!r}: cannot listen: {reason}") from None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         # The objects of start-up (modules, clients, a restored state) live as long as the

@@ -246,3 +246,26 @@ def test_version() -> None:
     from lumu_cli import __version__
 
     assert lumu("--version").stdout == f"lumu {__version__}\n".encode()
+
+
+# ---------------------------------------------------------------- the address serve listens on
+
+
+@pytest.mark.parametrize(
+    ("args", "given"),
+    [
+        (["serve", ":99999"], "lumu: ADDRESS ':99999': port out of range (0-65535)"),
+        (["track", "--serve", ":99999"], "lumu: --serve ':99999': port out of range (0-65535)"),
+        (
+            ["serve", "localhost"],
+            "lumu: ADDRESS 'localhost': expected [HOST]:PORT, "
+            "e.g. :8000, 127.0.0.1:8000 or [::1]:8000",
+        ),
+    ],
+    ids=" ".join,
+)
+def test_a_bad_address_names_what_the_user_typed_before_kafka_is_asked(
+    args: list[str], given: str
+) -> None:
+    done = lumu(*args, "-b", "127.0.0.1:1", "--timeout", "1")  # nothing listens on port 1
+    assert (done.returncode, lines(done.stderr), done.stdout) == (2, [given], b"")

@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,11 +242,29 @@ class _Counting:
     workers: int | None
 
 
+@dataclass(frozen=True)
+class _Listen:
+    """Where to serve HTTP, and the parameter that said so: `--serve` (track) or ADDRESS (serve).
+
+    The server's errors name the address only; `named` adds the parameter the user typed.
+    """
+
+    parameter: str
+    address: str
+
+    @contextlib.contextmanager
+    def named(self) -> Iterator[None]:
+        try:
+            yield
+        except UsageError as exc:
+            raise UsageError(f"{self.parameter} {exc}") from exc
+
+
 def _count(
     how: _Counting,
     *,
     exit_at_end: bool,
-    serve: str | None,
+    serve: _Listen | None,
     view: Callable[[Tracker], AbstractContextManager[object]],
 ) -> tuple[Stats, int]:
     """What `track` and `serve` share: consume, count, keep the state, serve; the final stats."""
@@ -257,6 +275,11 @@ def _count(
     from lumu_cli.state import Durable, Ephemeral, reset
     from lumu_cli.tracker import Tracker
 
+    if serve is not None:  # a bad address is told at once, before the broker is asked
+        from lumu_cli.server import parse_address
+
+        with serve.named():
+            parse_address(serve.address)
     config = client_config(how.bootstrap, how.settings or (), how.config_file)
     require_topic(config, how.topic, how.timeout)
     if how.reset and not how.state:
@@ -294,7 +317,9 @@ def _count(
         if serve is not None:
             from lumu_cli.server import Endpoint
 
-            endpoint = resources.enter_context(Endpoint(serve, lambda: tracker.stats))
+            with serve.named():
+                endpoint = Endpoint(serve.address, lambda: tracker.stats)
+            resources.enter_context(endpoint)
             fail(f"serving {endpoint.url}/count, /healthz, /metrics and /openapi.json")
         with _Signals(tracker.stop) as signals, view(tracker):
             stats = tracker.run()
@@ -352,7 +377,7 @@ def track(
         commit_interval, workers,
     )  # fmt: skip
     stats, code = _count(
-        how, exit_at_end=exit_at_end, serve=serve,
+        how, exit_at_end=exit_at_end, serve=None if serve is None else _Listen("--serve", serve),
         view=lambda tracker: StatusView(lambda: tracker.stats, topic=topic),
     )  # fmt: skip
     _summary(stats.summary())
@@ -365,7 +390,10 @@ def serve(
     address: Annotated[
         str,
         typer.Argument(
-            metavar="[HOST]:PORT", help="Where to listen, e.g. :8000 or 127.0.0.1:8000."
+            metavar="ADDRESS",
+            help="Where to listen, [HOST]:PORT: :8000 for every interface, 127.0.0.1:8000 or "
+            "[::1]:8000 for loopback.",
+            show_default=False,
         ),
     ],
     group: Group = "lumu-serve",
@@ -396,7 +424,7 @@ def serve(
         commit_interval, workers,
     )  # fmt: skip
     _, code = _count(
-        how, exit_at_end=False, serve=address,
+        how, exit_at_end=False, serve=_Listen("ADDRESS", address),
         view=lambda tracker: StatusView(lambda: tracker.stats, plain=True, every=60),
     )  # fmt: skip
     raise typer.Exit(code)

@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -209,6 +210,24 @@ def test_track_serve_gives_the_same_numbers_and_ctrl_c_prints_the_summary(
         assert process.returncode == 130, err
         assert json.loads(out)["unique_ips"] == ref.unique_ips
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "named"), [(["serve"], "ADDRESS"), (["track", "--serve"], "--serve")], ids=str
+)
+def test_a_port_in_use_is_one_line_naming_the_parameter_given(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]], command: list[str], named: str
+) -> None:
+    topic, _ = seeded
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        group = f"{topic}-in-use-{command[0]}"
+        done = lumu(bootstrap, topic, *command, address, "--group", group)
+    assert done.returncode == 2, done.stderr
+    said = done.stderr.splitlines()
+    assert said[-1] == f"lumu: {named} {address!r}: cannot listen: address already in use"
+    assert all(line.startswith("lumu: ") for line in said)  # the state's lines, then that one
+    assert done.stdout == ""
 
 
 # ---------------------------------------------------------------- produce details and failures
