@@ -205,21 +205,28 @@ def _auto_unit(value: object, whole: str, negative: bool) -> Unit:
 
 
 def _iso_common(value: object, match: re.Match[str], tz: tzinfo | None) -> datetime | None:
-    """The common ISO shape without dateutil; None when a field is out of range, so that
-    dateutil gives the answer (24:00 is midnight there) and the reason."""
+    """The common ISO shape without dateutil, in UTC; None when dateutil must answer."""
+    local = _iso_common_local(value, match)
+    if local is None:
+        return None
+    try:
+        return _to_utc(value, local, tz)
+    except InvalidTimestamp:
+        return None
+
+
+def _iso_common_local(value: object, match: re.Match[str]) -> datetime | None:
+    """The common ISO shape as written (aware if an offset is); None when a field is out of
+    range, so that dateutil gives the answer (24:00 is midnight there) and the reason."""
     fraction = match["f"] or ""
     offset = match["z"]
     try:
-        local = datetime(
+        return datetime(
             int(match["Y"]), int(match["m"]), int(match["d"]), int(match["H"]),
             int(match["M"]), int(match["S"] or 0), int(fraction[:6].ljust(6, "0")),
             None if offset is None else offset_zone(value, offset),
         )  # fmt: skip
     except (ValueError, InvalidTimestamp):
-        return None
-    try:
-        return _to_utc(value, local, tz)
-    except InvalidTimestamp:
         return None
 
 
@@ -238,10 +245,13 @@ def _from_iso(value: object, text: str) -> tuple[datetime, tzinfo | None]:
         raise InvalidTimestamp(
             value, f"unexpected {rest[0]!r} after the date (expected T or a space)"
         )
-    try:
-        local = _isoparser().isoparse(date_part.group() + rest)
-    except (ValueError, OverflowError) as exc:
-        raise InvalidTimestamp(value, _iso_reason(exc)) from exc
+    common = _ISO_COMMON.fullmatch(text)
+    local = None if common is None else _iso_common_local(value, common)
+    if local is None:
+        try:
+            local = _isoparser().isoparse(date_part.group() + rest)
+        except (ValueError, OverflowError) as exc:
+            raise InvalidTimestamp(value, _iso_reason(exc)) from exc
     if suffixes is None:
         return local, None
     return _rfc9557(value, local, suffixes[1], utc=text[-1:] in ("Z", "z"))
