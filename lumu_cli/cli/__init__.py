@@ -24,6 +24,10 @@ app = typer.Typer(
     name="lumu",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold credentials
+    # Click's plain help, not Typer's Rich panels: it rewraps each paragraph to the terminal,
+    # where the panels keep the source's line breaks and squeeze options' help into a column
+    # about 20 characters wide at 80 columns, and it never takes [text] for Rich markup.
+    rich_markup_mode=None,
     add_completion=False,
 )
 

@@ -27,9 +27,9 @@ Bootstrap = Annotated[
         "--bootstrap-servers",
         "-b",
         envvar="LUMU_BOOTSTRAP_SERVERS",
-        help="Kafka brokers, host:port,... [default: the -F file's bootstrap.servers, else "
-        "localhost:9092]",
-        show_default=False,
+        metavar="HOST:PORT,...",
+        help="Kafka brokers.",
+        show_default="the -F file's bootstrap.servers, else localhost:9092",
     ),
 ]
 ConfigFile = Annotated[
@@ -46,7 +46,10 @@ ConfigFile = Annotated[
     ),
 ]
 Topic = Annotated[
-    str, typer.Option("--topic", "-t", envvar="LUMU_TOPIC", help="Topic of device events.")
+    str,
+    typer.Option(
+        "--topic", "-t", envvar="LUMU_TOPIC", metavar="TOPIC", help="Topic of device events."
+    ),
 ]
 Settings = Annotated[
     list[str] | None,
@@ -63,19 +66,23 @@ Timeout = Annotated[
         "--timeout",
         envvar="LUMU_TIMEOUT",
         min=0.1,
+        metavar="SECONDS",
         help="Seconds to wait for the broker at start before giving up (exit 3).",
     ),
 ]
-Group = Annotated[str, typer.Option("--group", "-g", envvar="LUMU_GROUP", help="Consumer group.")]
+Group = Annotated[
+    str,
+    typer.Option("--group", "-g", envvar="LUMU_GROUP", metavar="GROUP", help="Consumer group."),
+]
 Workers = Annotated[
     int | None,
     typer.Option(
         "--workers",
         envvar="LUMU_WORKERS",
         min=0,
-        help="Processes that check records beside the consume loop (0: none) "
-        "[default: one per core beyond the first, at most 4].",
-        show_default=False,
+        metavar="N",
+        help="Processes that check records beside the consume loop; 0 checks them in it.",
+        show_default="one per core beyond the first, at most 4",
     ),
 ]
 FromBeginning = Annotated[
@@ -83,7 +90,7 @@ FromBeginning = Annotated[
     typer.Option(
         "--from-beginning",
         help="A partition with no saved state starts at its first record, not its end (as "
-        "auto.offset.reset=earliest). With --no-state: every partition, always.",
+        "auto.offset.reset=earliest); every partition does with --no-state.",
     ),
 ]
 State = Annotated[
@@ -110,6 +117,7 @@ CommitInterval = Annotated[
         "--commit-interval",
         envvar="LUMU_COMMIT_INTERVAL",
         min=0.05,
+        metavar="SECONDS",
         help="Seconds between state commits: how stale other instances' view can get.",
     ),
 ]
@@ -154,24 +162,34 @@ def produce(
     rate: Annotated[
         float,
         typer.Option(
-            "--rate", "-r", min=0, help="Records per second; 0 sends as fast as possible."
+            "--rate", "-r", min=0, metavar="N", help="Records per second; 0: as fast as possible."
         ),
     ] = 100,
     count: Annotated[
         int | None,
         typer.Option(
-            "--count", "-n", min=0, help="Stop after this many records.", show_default=False
+            "--count", "-n", min=0, metavar="N", help="Stop after N records.", show_default=False
         ),
     ] = None,
     duration: Annotated[
         float | None,
         typer.Option(
-            "--duration", "-d", min=0, help="Stop after this many seconds.", show_default=False
+            "--duration",
+            "-d",
+            min=0,
+            metavar="SECONDS",
+            help="Stop after this many seconds.",
+            show_default=False,
         ),
     ] = None,
-    ips: Annotated[int, typer.Option("--ips", min=1, help="Size of the device-IP pool.")] = 1000,
+    ips: Annotated[
+        int, typer.Option("--ips", min=1, metavar="N", help="Size of the device-IP pool.")
+    ] = 1000,
     ipv6_ratio: Annotated[
-        float, typer.Option("--ipv6-ratio", min=0, max=1, help="Share of the pool that is IPv6.")
+        float,
+        typer.Option(
+            "--ipv6-ratio", min=0, max=1, metavar="FRACTION", help="Share of the pool that is IPv6."
+        ),
     ] = 0.1,
     invalid_ratio: Annotated[
         float,
@@ -179,14 +197,19 @@ def produce(
             "--invalid-ratio",
             min=0,
             max=1,
+            metavar="FRACTION",
             help="Share of records that are malformed, of every kind.",
         ),
     ] = 0.0,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Make the run reproducible.", show_default=False)
+        int | None,
+        typer.Option("--seed", metavar="N", help="Make the run reproducible.", show_default=False),
     ] = None,
     partitions: Annotated[
-        int, typer.Option("--partitions", min=1, help="Partitions, if the topic must be created.")
+        int,
+        typer.Option(
+            "--partitions", min=1, metavar="N", help="Partitions, if the topic must be created."
+        ),
     ] = 3,
     bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
@@ -363,9 +386,10 @@ def track(
     A record counts if it is a JSON object whose device_ip is an IPv4 or IPv6 address (compared
     in canonical form) and whose timestamp `lumu ts parse` accepts; the others are counted as
     invalid, by reason, and the first of each reason is shown on stderr with its offset. The
-    count shows live on a terminal, as a status line otherwise. At the end (Ctrl-C, SIGTERM or
-    --exit-at-end) one JSON line is printed: unique_ips, messages, invalid, invalid_by_reason,
-    elapsed, first_record_at. The exit status is 1 if any record was invalid, 130 after Ctrl-C.
+    count shows live on a terminal, as a status line otherwise. It stops at Ctrl-C, SIGTERM or,
+    with --exit-at-end, the end of the topic, and prints one JSON line: unique_ips, messages,
+    invalid, invalid_by_reason, elapsed, first_record_at. The exit status is 1 if any record was
+    invalid, 130 after Ctrl-C.
 
     The count is kept in the group's compacted topic <group>-lumu-state (unless --no-state): a
     restart resumes it, and every instance of the group shows the count over all partitions.
@@ -442,10 +466,11 @@ def state_(
     config_file: ConfigFile = None,
     timeout: Timeout = 10.0,
 ) -> None:
-    """Show the count a group has saved in its compacted topic <group>-lumu-state.
+    """Show the count a group has saved in its state topic.
 
-    Per tracked topic, the union of unique IPs; per partition, its next offset, messages,
-    invalid records, unique IPs, pieces, bytes and the age of its last commit.
+    The state topic is the group's compacted topic <group>-lumu-state. Per tracked topic, the
+    union of unique IPs; per partition, its next offset, messages, invalid records, unique IPs,
+    pieces, bytes and the age of its last commit.
 
     Exit status 3 if the group has no saved state, or its state topic cannot be read (not
     lumu's, another format version, inconsistent).
