@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -327,3 +328,51 @@ def test_help_shows_the_defaults_that_depend_on_the_machine(command: str) -> Non
     assert "--workers N " in prose
     assert "default: (one per core beyond the first, at most 4)" in prose
     assert "default: (the -F file's bootstrap.servers, else localhost:9092)" in prose
+
+
+# ---------------------------------------------------------------- shell completion
+
+
+def test_help_offers_shell_completion() -> None:
+    options = lumu("--help", env={"COLUMNS": "80"}).stdout.decode()
+    assert "--install-completion" in options
+    assert "--show-completion" in options
+
+
+def in_bash(command: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`command` with bash as lumu's parent, the shell Typer detects (`; true`: bash forks)."""
+    return subprocess.run(
+        ["bash", "-c", f"{command}; true"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env}, check=True,
+    )  # fmt: skip
+
+
+def test_show_completion_prints_the_script_for_the_shell_it_runs_in() -> None:
+    script = in_bash(shlex.join([*LUMU, "--show-completion"])).stdout
+    assert "_LUMU_COMPLETE=complete_bash" in script
+    assert "complete -o default -F _lumu_completion lumu" in script
+
+
+def test_install_completion_adds_the_script_to_bashrc(tmp_path: Path) -> None:
+    done = in_bash(shlex.join([*LUMU, "--install-completion"]), HOME=str(tmp_path))
+    script = tmp_path / ".bash_completions" / "lumu.sh"
+    assert "complete -o default -F _lumu_completion lumu" in script.read_text()
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+    assert done.stdout.startswith(f"bash completion installed in {script}")
+
+
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [("lumu tr", ["track"]), ("lumu track --gr", ["--group"]), ("lumu ts p", ["parse"])],
+)
+def test_completion_completes_commands_and_options(words: str, offered: list[str]) -> None:
+    env = {"_LUMU_COMPLETE": "complete_bash", "COMP_WORDS": words}
+    done = lumu(env={**env, "COMP_CWORD": str(len(words.split()) - 1)})
+    assert (done.returncode, lines(done.stdout)) == (0, offered)
+
+
+@pytest.mark.parametrize(("shell", "line"), [("zsh", "#compdef lumu"), ("fish", "--command lumu")])
+def test_another_shells_script_is_one_variable_away(shell: str, line: str) -> None:
+    done = lumu(env={"_LUMU_COMPLETE": f"source_{shell}"})
+    assert done.returncode == 0
+    assert line in done.stdout.decode()

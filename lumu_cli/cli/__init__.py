@@ -28,7 +28,6 @@ app = typer.Typer(
     # where the panels keep the source's line breaks and squeeze options' help into a column
     # about 20 characters wide at 80 columns, and it never takes [text] for Rich markup.
     rich_markup_mode=None,
-    add_completion=False,
 )
 
 
