@@ -1,7 +1,9 @@
 """`lumu ts parse -` for streams: lines in blocks, the common shapes parsed as arrays.
 
-Every line shaped `YYYY-MM-DD[Tt ]HH:MM:SS[.,fraction][zone]`, and every line of up to 18
-digits (an epoch number), is parsed, checked and rendered with numpy for the whole block at once.
+Every line shaped `YYYY-MM-DD[Tt ]HH:MM:SS[.,fraction][zone]`, every line of up to 18 digits (an
+epoch number), and every line that fits the template of a fixed-width form (Common Log Format,
+RFC 5322, ctime, BIND, Cisco ASA, PAN-OS, GeneralizedTime, RFC 3164, klog, ...), is parsed,
+checked and rendered with numpy for the whole block at once.
 Every other line, and every line the arrays find invalid, goes through `timestamps.normalize`,
 which is the definition and supplies the error message. So the fast path can only be faster,
 never different (tests/test_properties.py holds them equal).
@@ -24,6 +26,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lumu_cli.errors import InputError, InvalidTimestamp
+from lumu_cli.forms import MONTHS, WEEKDAYS
 from lumu_cli.timestamps import AUTO_BOUNDS, DIGIT_SHIFT, Unit, normalize
 
 __all__ = ["ParsedBlock", "parse_stream", "read_blocks"]
@@ -231,6 +234,7 @@ def parse_block(
     if not formats:
         _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
         _parse_epoch_digits(block, chars, unit, render=render)
+        _parse_templates(block, chars, naive_is_utc=tz is None, year=year, render=render)
     for row in np.flatnonzero(~block.ok):
         _parse_one(
             block, int(row), partial(normalize, unit=unit, tz=tz, year=year, formats=formats)
@@ -259,6 +263,171 @@ def _parse_common_shapes(
                 block.ok[rows[hit[valid]]] = True
             elif len(hit):
                 block.ok[rows[hit[candidate.valid(line[hit])]]] = True
+
+
+# ---------------------------------------------------------------- fixed-width forms
+
+# A template spells a fixed-width form column by column (forms.py is the definition):
+#   Y O D h m s   digits of year, month (O: M is in GMT), day, hour, minute, second
+#   E             the tens of a day: a digit or a space (`Dec  3`)
+#   f             a digit of the fraction that counts (the first three); x one that does not
+#   b a           the three letters of a month or a weekday name (any case)
+#   A             any letter (a zone abbreviation the offset overrides); L one of I, W, E, F
+#   ~ H N         the sign, hours and minutes of an offset
+#   anything else the very character
+# Its zone: "naive" (none written: UTC, unless --tz), "utc" (Z, GMT, UTC written), or "offset".
+_TEMPLATE_SPECS: list[tuple[str, str]] = [
+    ("DD/bbb/YYYY:hh:mm:ss ~HHNN", "offset"),  # Common Log Format
+    ("[DD/bbb/YYYY:hh:mm:ss ~HHNN]", "offset"),
+    ("aaa, ED bbb YYYY hh:mm:ss ~HHNN", "offset"),  # RFC 5322
+    ("aaa, D bbb YYYY hh:mm:ss ~HHNN", "offset"),
+    ("aaa, ED bbb YYYY hh:mm:ss GMT", "utc"),  # HTTP dates
+    ("aaa, ED-bbb-YYYY hh:mm:ss GMT", "utc"),  # Netscape cookies
+    ("aaa bbb ED hh:mm:ss YYYY", "naive"),  # ctime, date(1)
+    ("aaa bbb ED hh:mm:ss UTC YYYY", "utc"),
+    ("aaa bbb ED hh:mm:ss ~HHNN YYYY", "offset"),  # Go RubyDate
+    ("aaa bbb DD YYYY hh:mm:ss GMT~HHNN", "offset"),  # JavaScript, without the zone's name
+    ("DD-bbb-YYYY hh:mm:ss", "naive"),  # BIND
+    ("DD-bbb-YYYY hh:mm:ss.fff", "naive"),
+    ("bbb DD YYYY hh:mm:ss", "naive"),  # Cisco ASA, CEF rt
+    ("bbb DD YYYY hh:mm:ss.fff", "naive"),
+    ("bbb DD YYYY hh:mm:ss UTC", "utc"),
+    ("bbb DD YYYY hh:mm:ss.fff UTC", "utc"),
+    ("YYYY/OO/DD hh:mm:ss", "naive"),  # PAN-OS
+    ("YYYYOODDhhmmssZ", "utc"),  # LDAP GeneralizedTime
+    ("YYYYOODDhhmmss.fffZ", "utc"),
+    ("YYYYOODDhhmmss~HHNN", "offset"),
+    ("YYYYOODDhhmmss.fff~HHNN", "offset"),
+    ("bbb ED hh:mm:ss", "naive"),  # RFC 3164 syslog, with --year
+    ("bbb DD hh:mm:ss.fff", "naive"),  # CEF rt without a year
+    ("LOODD hh:mm:ss.fffxxx", "naive"),  # klog, with --year
+]
+for _date in ("YYYY-OO-DDThh:mm:ss", "YYYY-OO-DD hh:mm:ss"):  # ISO with a spaced zone; Go
+    for _digits in ("", ".f", ".ff", ".fff", ".fffxxx", ".fffxxxxxx"):
+        _TEMPLATE_SPECS += [(f"{_date}{_digits} GMT", "utc"), (f"{_date}{_digits} UTC", "utc"),
+                            (f"{_date}{_digits} ~HH:NN", "offset"),
+                            (f"{_date}{_digits} ~HHNN", "offset")]  # fmt: skip
+        if _date.endswith(" hh:mm:ss"):
+            _TEMPLATE_SPECS += [(f"{_date}{_digits} ~HHNN AAA", "offset"),
+                                (f"{_date}{_digits} ~HHNN AAAA", "offset")]  # fmt: skip
+_LETTER_CODES = 26 * 26 * 26
+
+
+def _name_table(names: tuple[str, ...], first: int) -> npt.NDArray[np.int8]:
+    """Three-letter code -> index + first (0 or -1 for no name)."""
+    table = np.full(_LETTER_CODES, -1 if first == 0 else 0, np.int8)
+    for index, name in enumerate(names):
+        a, b, c = (ord(char) - ord("a") for char in name)
+        table[a * 676 + b * 26 + c] = index + first
+    return table
+
+
+_MONTH_OF = _name_table(MONTHS, 1)
+_WEEKDAY_OF = _name_table(WEEKDAYS, 0)
+
+
+def _letters(chars: Bytes, col: int) -> tuple[Ints, npt.NDArray[np.bool_]]:
+    """The code of the three letters at `col` (any case), and which rows have three letters."""
+    lower = chars[:, col : col + 3] | 0x20
+    alpha = ((lower >= ord("a")) & (lower <= ord("z"))).all(axis=1)
+    code = lower.astype(np.int64) - ord("a")
+    codes: Ints = np.where(alpha, code[:, 0] * 676 + code[:, 1] * 26 + code[:, 2], 0)
+    return codes, np.asarray(alpha, np.bool_)
+
+
+@dataclass(frozen=True)
+class _Template:
+    spec: str
+    zone: str
+
+    @cached_property
+    def columns(self) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for col, char in enumerate(self.spec):
+            found.setdefault(char, []).append(col)
+        return found
+
+    @cached_property
+    def literal(self) -> tuple[npt.NDArray[np.intp], Bytes]:
+        cols = [c for c, char in enumerate(self.spec) if char not in "YODhmsEfxbaALHN~"]
+        return np.array(cols, np.intp), np.frombuffer(self.spec.encode(), np.uint8)[cols]
+
+    def millis(self, chars: Bytes, year: int | None) -> tuple[Ints, npt.NDArray[np.bool_]]:
+        """Epoch milliseconds of rows of this template, and which rows it surely reads."""
+        cols = self.columns
+        literal_cols, literal = self.literal
+        ok = (chars[:, literal_cols] == literal).all(axis=1)
+        digit_cols = [c for key in "YODhmsfxHN" for c in cols.get(key, [])]
+        ok &= ((chars[:, digit_cols] - ord("0")) < 10).all(axis=1)
+        for col in cols.get("E", []):
+            ok &= (chars[:, col] == ord(" ")) | ((chars[:, col] - ord("0")) < 10)
+        for col in cols.get("A", []):
+            ok &= ((chars[:, col] | 0x20) - ord("a")) < 26
+        for col in cols.get("L", []):
+            ok &= np.isin(chars[:, col], np.frombuffer(b"IWEF", np.uint8))
+        for col in cols.get("~", []):
+            ok &= (chars[:, col] == ord("+")) | (chars[:, col] == ord("-"))
+        digits = np.where(chars == ord(" "), ord("0"), chars).astype(np.int64) - ord("0")
+
+        def number(key: str, count: int | None = None) -> Ints:
+            value = np.zeros(len(chars), np.int64)
+            for col in cols.get(key, [])[:count]:
+                value = value * 10 + digits[:, col]
+            return value
+
+        yyyy = number("Y") if "Y" in cols else np.full(len(chars), year or 0, np.int64)
+        if "b" in cols:
+            code, alpha = _letters(chars, cols["b"][0])
+            month = _MONTH_OF[code].astype(np.int64)
+            ok &= alpha & (month > 0)
+        else:
+            month = number("O")
+        day = number("E") * 10 + number("D") if "E" in cols else number("D")
+        fraction = cols.get("f", [])
+        ms = number("f") * 10 ** (3 - len(fraction))
+        offset = (number("H") * 60 + number("N")) * np.where(
+            chars[:, cols["~"][0]] == ord("-"), -1, 1
+        ) if "~" in cols else np.zeros(len(chars), np.int64)  # fmt: skip
+        leap = (yyyy % 4 == 0) & ((yyyy % 100 != 0) | (yyyy % 400 == 0))
+        ok &= (yyyy >= 2) & (yyyy <= 9998) & (month >= 1) & (month <= 12) & (day >= 1)
+        ok &= day <= _DAYS_IN_MONTH[np.clip(month, 0, 12)] + ((month == 2) & leap)
+        ok &= (number("h") <= 23) & (number("m") <= 59) & (number("s") <= 59)
+        ok &= (number("H") <= 23) & (number("N") <= 59)
+        months = (np.where(ok, yyyy, 1970) - 1970) * 12 + np.clip(month, 1, 12) - 1
+        days = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) + day - 1
+        if "a" in cols:
+            code, alpha = _letters(chars, cols["a"][0])
+            ok &= alpha & (_WEEKDAY_OF[code] == (days + 3) % 7)  # 1970-01-01 was a Thursday
+        seconds = days * 86400 + number("h") * 3600 + number("m") * 60 + number("s")
+        millis: Ints = (seconds - offset * 60) * 1000 + ms
+        return millis, np.asarray(ok, np.bool_)
+
+
+_TEMPLATES: dict[int, list[_Template]] = {}
+for _spec, _zone in _TEMPLATE_SPECS:
+    _TEMPLATES.setdefault(len(_spec), []).append(_Template(_spec, _zone))
+
+
+def _parse_templates(
+    block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool, year: int | None, render: bool
+) -> None:
+    """The rows still open that fit a fixed-width form, read for the whole block at once."""
+    lengths = np.where(block.ok, 0, block.lengths)
+    for length in sorted(set(np.unique(lengths).tolist()) & _TEMPLATES.keys()):
+        rows = np.flatnonzero(lengths == length)
+        line = sliding_window_view(chars, length)[block.starts[rows]]
+        for template in _TEMPLATES[length]:
+            if template.zone == "naive" and not naive_is_utc:
+                continue
+            if "Y" not in template.columns and year is None:
+                continue
+            millis, good = template.millis(line, year)
+            if render:
+                block.rendered[rows[good]] = _render(millis[good])
+            block.ok[rows[good]] = True
+            rows, line = rows[~good], line[~good]
+            if not len(rows):
+                break
 
 
 _EPOCH_MAX_DIGITS = 18  # every 18-digit number fits an int64

@@ -337,3 +337,169 @@ def test_a_format_wins_over_the_array_path_on_stdin_too() -> None:
     stdin = b"2021-03-12 16:15:30\n" * 40  # the common ISO shape, read in blocks as arrays
     done = lumu("ts", "parse", "--format", "%Y-%d-%m %H:%M:%S", "-", stdin=stdin)
     assert (done.returncode, set(lines(done.stdout))) == (0, {"2021-12-03T16:15:30.000Z"})
+
+
+# ---------------------------------------------------------------- the array path
+
+
+MUTATIONS = "0123456789 +-:/.,ZTGMUCXabdDIW[]()"
+EXTRA: dict[str, Callable[[datetime, int], str]] = {  # ISO with a spaced zone, read as arrays
+    "ISO space offset": lambda t, o: f"{t:%Y-%m-%d %H:%M:%S}.{t:%f} {_hhmm(o, colon=True)}",
+    "ISO T GMT": lambda t, o: f"{(t - timedelta(minutes=o)):%Y-%m-%dT%H:%M:%S.%f}"[:-3] + " GMT",
+    "cookie": lambda t, o: f"{(t - timedelta(minutes=o)):%a, %d-%b-%Y %H:%M:%S} GMT",
+    "RFC 5322 padded": lambda t, o: f"{t:%a}, {t.day:2d} {t:%b %Y %H:%M:%S} {_hhmm(o)}",
+    "JavaScript bare": lambda t, o: f"{t:%a %b %d %Y %H:%M:%S} GMT{_hhmm(o)}",
+    "ASA UTC": lambda t, o: f"{(t - timedelta(minutes=o)):%b %d %Y %H:%M:%S} UTC",
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted({*RENDER, *EXTRA})),
+            st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+            st.integers(-23 * 60 - 59, 23 * 60 + 59),
+            st.lists(st.tuples(st.integers(0, 40), st.sampled_from(MUTATIONS)), max_size=2),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([None, 2021, 2024, 1]),
+    st.sampled_from([None, "Europe/Paris"]),
+)
+def test_the_array_path_reads_every_form_as_the_definition_does(
+    rows: list[tuple[str, datetime, int, list[tuple[int, str]]]], year: int | None, tz: str | None
+) -> None:
+    from lumu_cli.timestamps import load_zone
+    from lumu_cli.tsstream import parse_block
+
+    texts = []
+    for name, instant, offset, mutations in rows:
+        offset = 0 if name in WITHOUT_OFFSET else offset
+        try:
+            text = {**RENDER, **EXTRA}[name](instant + timedelta(minutes=offset), offset)
+        except (OverflowError, ValueError):
+            continue
+        for at, char in mutations:
+            text = text[:at] + char + text[at + 1 :]
+        texts.append(text.replace("\n", " "))
+    zone = load_zone(tz) if tz else None
+    block = parse_block(("\n".join(texts) + "\n").encode(), year=year, tz=zone)
+    for row, text in enumerate(texts):
+        try:
+            expected: str | None = normalize(text, year=year, tz=zone)
+        except InvalidTimestamp:
+            expected = None
+        assert block.result(row) == expected, text
+
+
+# field letter -> (usual values, all values drawn sometimes), for a run of that letter's digits
+FIELD_VALUES = {
+    "Y": ((1900, 2100), (1, 2, 1900, 2000, 2024, 2100, 9998, 9999)),
+    "O": ((1, 12), (0, 1, 2, 2, 12, 13, 19)),
+    "D": ((1, 28), (0, 1, 29, 29, 30, 31, 32, 39)),
+    "h": ((0, 23), (0, 23, 24, 29)),
+    "m": ((0, 59), (0, 59, 60, 69)),
+    "s": ((0, 59), (0, 59, 60, 69)),
+    "H": ((0, 14), (0, 23, 24, 29)),
+    "N": ((0, 59), (0, 59, 60, 69)),
+}
+
+
+@st.composite
+def template_lines(draw: st.DrawFn) -> str:
+    """A line filled in field by field from one of the array path's own templates: mostly real
+    instants, often not (day 39, month 13, hour 27, offset +24:00, the wrong weekday)."""
+    from lumu_cli.forms import MONTHS, WEEKDAYS
+    from lumu_cli.tsstream import _TEMPLATE_SPECS
+
+    spec, _ = draw(st.sampled_from(_TEMPLATE_SPECS))
+    out, col = [], 0
+    while col < len(spec):
+        char = spec[col]
+        run = len(spec[col:]) - len(spec[col:].lstrip(char))
+        if char == "E":  # the tens of a day, then its units (D)
+            day = draw(st.integers(1, 28) | st.sampled_from(FIELD_VALUES["D"][1]))
+            out.append(f"{day:2d}" if draw(st.booleans()) else f"{day:02d}")
+            col += 2
+            continue
+        if char in FIELD_VALUES:
+            usual, edges = FIELD_VALUES[char]
+            value = draw(st.integers(*usual) | st.sampled_from(edges))
+            out.append(f"{value:0{run}d}"[-run:])
+        elif char in "ab":
+            names = MONTHS if char == "b" else WEEKDAYS
+            name = draw(st.sampled_from([*names, "xyz", "DEC", "mOn"]))
+            out.append(name.title() if draw(st.booleans()) else name)
+        elif char in "fx":
+            out.append("".join(draw(st.sampled_from("0123456789")) for _ in range(run)))
+        elif char == "~":
+            out.append(draw(st.sampled_from("+-")))
+        elif char == "A":
+            out.append("".join(draw(st.sampled_from("ACEMSTUXz1")) for _ in range(run)))
+        elif char == "L":
+            out.append(draw(st.sampled_from("IWEFX")))
+        else:
+            out.append(spec[col : col + run])
+        col += run
+    return "".join(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(template_lines(), min_size=1, max_size=40),
+    st.sampled_from([None, 2021, 2024]),
+    st.sampled_from([None, "Europe/Paris"]),
+)
+def test_the_array_path_agrees_on_lines_filled_in_from_its_templates(
+    texts: list[str], year: int | None, tz: str | None
+) -> None:
+    from lumu_cli.timestamps import load_zone
+    from lumu_cli.tsstream import parse_block
+
+    zone = load_zone(tz) if tz else None
+    block = parse_block(("\n".join(texts) + "\n").encode(), year=year, tz=zone)
+    for row, text in enumerate(texts):
+        try:
+            expected: str | None = normalize(text, year=year, tz=zone)
+        except InvalidTimestamp:
+            expected = None
+        assert block.result(row) == expected, text
+
+
+EDGES = [
+    "01/Jan/0001:00:30:00 +0100",  # before year 1 in UTC
+    "01/Jan/0001:00:30:00 -0100",
+    "31/Dec/9999:23:30:00 -0100",  # after 9999 in UTC
+    "31/Dec/9999:23:30:00 +0100",
+    "29/Feb/1900:00:00:00 +0000",
+    "29/Feb/2000:00:00:00 +0000",
+    "29/Feb/2021:00:00:00 +0000",
+    "Sat, 29 Feb 2020 10:00:00 GMT",
+    "Fri, 29 Feb 2020 10:00:00 GMT",  # one day off, either way
+    "Sun, 29 Feb 2020 10:00:00 GMT",
+    "Sun, 01 Mar 2020 10:00:00 GMT",
+    "10/Oct/2000:13:55:36 +2400",
+    "10/Oct/2000:13:55:36 +2360",
+    "10/Oct/2000:24:00:00 +0000",
+    "10/Oct/2000:13:60:00 +0000",
+    "10/Oct/2000:13:55:60 +0000",
+    "00/Oct/2000:13:55:36 +0000",
+    "2000/13/10 13:55:36",
+    "2000/00/10 13:55:36",
+    "Dec 31 9999 23:59:59.999 UTC",
+]
+
+
+@pytest.mark.parametrize("year", [None, 2021])
+def test_the_array_path_agrees_at_the_edges(year: int | None) -> None:
+    from lumu_cli.tsstream import parse_block
+
+    block = parse_block(("\n".join(EDGES) + "\n").encode(), year=year)
+    for row, text in enumerate(EDGES):
+        try:
+            expected: str | None = normalize(text, year=year)
+        except InvalidTimestamp:
+            expected = None
+        assert block.result(row) == expected, text
