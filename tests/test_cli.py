@@ -306,15 +306,7 @@ def test_help_at_80_columns_wraps_whole_words_and_sentences_end_once(command: li
 
 @pytest.mark.parametrize(
     "command",
-    [
-        *COMMANDS[:-1],
-        pytest.param(
-            ["ts", "parse"],
-            marks=pytest.mark.xfail(
-                strict=True, reason="lumu_cli/cli/ts.py, worked on elsewhere: --tz has no metavar"
-            ),
-        ),
-    ],
+    COMMANDS,
     ids=lambda c: " ".join(["lumu", *c]),
 )
 def test_help_names_what_each_option_takes(command: list[str]) -> None:

@@ -83,6 +83,7 @@ def ts_parse(
         str | None,
         typer.Option(
             "--tz",
+            metavar="ZONE",
             help="IANA zone for inputs written without one (default UTC).",
             show_default=False,
         ),
