@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from functools import cache
+from functools import cache, cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lumu_cli.errors import InvalidTimestamp
@@ -50,11 +50,14 @@ class Form:
     name: str
     source: str
     example: str
-    regex: re.Pattern[str]
+    pattern: str
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:  # compiled on first use: start-up stays short
+        return re.compile(self.pattern, FLAGS)
 
 
-def _form(name: str, source: str, example: str, pattern: str) -> Form:
-    return Form(name, source, example, re.compile(pattern, FLAGS))
+_form = Form
 
 
 # In the order they are tried. ISO 8601 and epoch numbers are timestamps.py's own.
