@@ -2,7 +2,7 @@
 
 Prints, for the same 1,000,000-line file of ISO 8601 variants:
   - lines per second of `lumu ts parse - < file` and of GNU `date -u -f - +%Y-%m-%dT%H:%M:%S.%3NZ`,
-    their ratio (target >= 1.0), after checking the two outputs are byte-identical;
+    their ratio (target >= 3x, issue 10), after checking the two outputs are byte-identical;
   - the start-up median of `lumu ts parse 1700000000` over 10 runs (target <= 150 ms), with its
     bytecode compiled as an install leaves it, beside `date -u -d @1700000000` as the baseline;
   - the peak RSS of `lumu ts parse -` on 1M, 3M and 10M lines (the same file streamed again):
@@ -65,7 +65,7 @@ def throughput(path: Path, lines: int, rounds: int) -> None:
     print(f"throughput, {lines:,} ISO 8601 lines, median of {rounds} runs, outputs byte-identical")
     print(f"  GNU date -f      {gnu_rate:>12,.0f} lines/s")
     print(f"  lumu ts parse -  {lumu_rate:>12,.0f} lines/s")
-    print(f"  ratio lumu/GNU date: {lumu_rate / gnu_rate:.2f}x (target >= 1.0)")
+    print(f"  ratio lumu/GNU date: {lumu_rate / gnu_rate:.2f}x (target >= 3x)")
 
 
 def startup(runs: int = 10) -> None:
