@@ -255,10 +255,9 @@ def parse_block(
         _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
         _parse_epoch_digits(block, chars, unit, render=render)
         _parse_templates(block, chars, naive_is_utc=tz is None, year=year, render=render)
+    rules = partial(normalize, unit=unit, tz=tz, year=year, formats=formats)
     for row in np.flatnonzero(~block.ok):
-        _parse_one(
-            block, int(row), partial(normalize, unit=unit, tz=tz, year=year, formats=formats)
-        )
+        _parse_one(block, int(row), rules)
     return block
 
 
