@@ -92,9 +92,7 @@ class _Shape:
         digit = chars.astype(np.int16) - ord("0")  # every digit column was checked already
         year = digit[:, 0] * 1000 + digit[:, 1] * 100 + digit[:, 2] * 10 + digit[:, 3]
         month, day = digit[:, 5] * 10 + digit[:, 6], digit[:, 8] * 10 + digit[:, 9]
-        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-        days = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + ((month == 2) & leap)
-        valid = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+        valid = _real_dates(year, month, day)
         valid &= digit[:, 11] * 10 + digit[:, 12] <= 23  # hour
         valid &= (digit[:, 14] <= 5) & (digit[:, 17] <= 5)  # minute and second below 60
         if len(self.zone) > 1:  # +HH:MM, +HHMM or +HH
@@ -142,6 +140,14 @@ for _fraction in range(_MAX_FRACTION + 1):
 
 
 _MAX_SHAPE = max(_SHAPES)
+
+
+def _real_dates(year: Ints, month: Ints, day: Ints) -> npt.NDArray[np.bool_]:
+    """Which (year, month, day) rows name a real date from year 1 on."""
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    days = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + ((month == 2) & leap)
+    real = (year >= 1) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= days)
+    return np.asarray(real, np.bool_)
 
 
 def _num(chars: Bytes, col: int, width: int) -> Ints:
@@ -407,9 +413,7 @@ class _Template:
         offset = (number("H") * 60 + number("N")) * np.where(
             chars[:, cols["~"][0]] == ord("-"), -1, 1
         ) if "~" in cols else np.zeros(len(chars), np.int64)  # fmt: skip
-        leap = (yyyy % 4 == 0) & ((yyyy % 100 != 0) | (yyyy % 400 == 0))
-        ok &= (yyyy >= 2) & (yyyy <= 9998) & (month >= 1) & (month <= 12) & (day >= 1)
-        ok &= day <= _DAYS_IN_MONTH[np.clip(month, 0, 12)] + ((month == 2) & leap)
+        ok &= _real_dates(yyyy, month, day) & (yyyy >= 2) & (yyyy <= 9998)  # edges: the definition
         ok &= (number("h") <= 23) & (number("m") <= 59) & (number("s") <= 59)
         ok &= (number("H") <= 23) & (number("N") <= 59)
         days = _days_from_civil(np.where(ok, yyyy, 1970), np.clip(month, 1, 12), day)
@@ -430,6 +434,8 @@ def _parse_templates(
     block: ParsedBlock, chars: Bytes, *, naive_is_utc: bool, year: int | None, render: bool
 ) -> None:
     """The rows still open that fit a fixed-width form, read for the whole block at once."""
+    if block.ok.all():
+        return
     lengths = np.where(block.ok, 0, block.lengths)
     for length in sorted(set(np.unique(lengths).tolist()) & _TEMPLATES.keys()):
         rows = np.flatnonzero(lengths == length)
