@@ -9,6 +9,7 @@ compile to the same groups, so one function decides for both.
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -268,7 +269,7 @@ def _ordinal(
 ) -> datetime:
     day_of_year = int(fields["j"] or 0)
     start = datetime(_year(value, fields, form, year), 1, 1, *_time(value, fields))
-    days = 366 if (start.year % 4 == 0 and start.year % 100 != 0) or start.year % 400 == 0 else 365
+    days = 366 if calendar.isleap(start.year) else 365
     if not 1 <= day_of_year <= days:
         raise InvalidTimestamp(value, f"day of year {day_of_year} is not 1..{days}")
     return start + timedelta(days=day_of_year - 1)
