@@ -8,7 +8,7 @@ millisecond.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 from hypothesis import given, settings
@@ -342,6 +342,19 @@ def test_a_format_wins_over_the_array_path_on_stdin_too() -> None:
 # ---------------------------------------------------------------- the array path
 
 
+def assert_the_array_path_agrees(texts: list[str], year: int | None, zone: tzinfo | None) -> None:
+    """Each line as `parse_block` reads it in one block equals what the definition says of it."""
+    from lumu_cli.tsstream import parse_block
+
+    block = parse_block(("\n".join(texts) + "\n").encode(), year=year, tz=zone)
+    for row, text in enumerate(texts):
+        try:
+            expected: str | None = normalize(text, year=year, tz=zone)
+        except InvalidTimestamp:
+            expected = None
+        assert block.result(row) == expected, text
+
+
 MUTATIONS = "0123456789 +-:/.,ZTGMUCXabdDIW[]()"
 EXTRA: dict[str, Callable[[datetime, int], str]] = {  # ISO with a spaced zone, read as arrays
     "ISO space offset": lambda t, o: f"{t:%Y-%m-%d %H:%M:%S}.{t:%f} {_hhmm(o, colon=True)}",
@@ -372,7 +385,6 @@ def test_the_array_path_reads_every_form_as_the_definition_does(
     rows: list[tuple[str, datetime, int, list[tuple[int, str]]]], year: int | None, tz: str | None
 ) -> None:
     from lumu_cli.timestamps import load_zone
-    from lumu_cli.tsstream import parse_block
 
     texts = []
     for name, instant, offset, mutations in rows:
@@ -385,13 +397,7 @@ def test_the_array_path_reads_every_form_as_the_definition_does(
             text = text[:at] + char + text[at + 1 :]
         texts.append(text.replace("\n", " "))
     zone = load_zone(tz) if tz else None
-    block = parse_block(("\n".join(texts) + "\n").encode(), year=year, tz=zone)
-    for row, text in enumerate(texts):
-        try:
-            expected: str | None = normalize(text, year=year, tz=zone)
-        except InvalidTimestamp:
-            expected = None
-        assert block.result(row) == expected, text
+    assert_the_array_path_agrees(texts, year, zone)
 
 
 # field letter -> (usual values, all values drawn sometimes), for a run of that letter's digits
@@ -456,16 +462,9 @@ def test_the_array_path_agrees_on_lines_filled_in_from_its_templates(
     texts: list[str], year: int | None, tz: str | None
 ) -> None:
     from lumu_cli.timestamps import load_zone
-    from lumu_cli.tsstream import parse_block
 
     zone = load_zone(tz) if tz else None
-    block = parse_block(("\n".join(texts) + "\n").encode(), year=year, tz=zone)
-    for row, text in enumerate(texts):
-        try:
-            expected: str | None = normalize(text, year=year, tz=zone)
-        except InvalidTimestamp:
-            expected = None
-        assert block.result(row) == expected, text
+    assert_the_array_path_agrees(texts, year, zone)
 
 
 EDGES = [
@@ -494,12 +493,4 @@ EDGES = [
 
 @pytest.mark.parametrize("year", [None, 2021])
 def test_the_array_path_agrees_at_the_edges(year: int | None) -> None:
-    from lumu_cli.tsstream import parse_block
-
-    block = parse_block(("\n".join(EDGES) + "\n").encode(), year=year)
-    for row, text in enumerate(EDGES):
-        try:
-            expected: str | None = normalize(text, year=year)
-        except InvalidTimestamp:
-            expected = None
-        assert block.result(row) == expected, text
+    assert_the_array_path_agrees(EDGES, year, None)
