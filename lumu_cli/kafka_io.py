@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import compress, pairwise
 from operator import ne
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -47,6 +47,7 @@ __all__ = [
     "Sender",
     "StateReader",
     "Transactions",
+    "check_state_topic",
     "client_config",
     "ensure_state_topic",
     "ensure_topic",
@@ -114,8 +115,17 @@ def _admin(config: dict[str, str]) -> AdminClient:
 def _shared_admin(config: tuple[tuple[str, str], ...]) -> AdminClient:
     settings: dict[str, Any] = dict(config)
     settings.update(log_level=0, error_cb=_note_refusal(settings.get("bootstrap.servers", "")))
+    return _client(AdminClient, settings)
+
+
+Client = TypeVar("Client", AdminClient, Consumer, Producer)
+
+
+def _client(kind: Callable[[dict[str, Any]], Client], settings: dict[str, Any]) -> Client:
+    """A librdkafka client; a setting it refuses (such as -X enable.idempotence=false for the
+    state's transactions) is a usage error, told at once."""
     try:
-        return AdminClient(settings)
+        return kind(settings)
     except KafkaException as exc:
         raise UsageError(f"bad Kafka client setting: {_describe(exc)}") from None
 
@@ -205,6 +215,12 @@ def ensure_state_topic(config: dict[str, str], topic: str, timeout: float) -> bo
     """
     if ensure_topic(config, topic, 1, timeout, STATE_TOPIC_CONFIG):
         return True
+    check_state_topic(config, topic, timeout)
+    return False
+
+
+def check_state_topic(config: dict[str, str], topic: str, timeout: float) -> None:
+    """StateError unless the existing state topic is compacted: retention would delete it."""
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     admin = _admin(config)  # kept until the answer: its futures die with it
     try:
@@ -218,7 +234,6 @@ def ensure_state_topic(config: dict[str, str], topic: str, timeout: float) -> bo
             f"state topic {topic!r} has cleanup.policy={policy}, not compact: its state "
             "would be deleted by retention (set cleanup.policy=compact, or use another group)"
         )
-    return False
 
 
 def group_members(config: dict[str, str], group: str, timeout: float) -> int:
@@ -279,7 +294,8 @@ class Sender:
     _producer: Producer = field(init=False)
 
     def __post_init__(self) -> None:
-        self._producer = Producer(
+        self._producer = _client(
+            Producer,
             {
                 "enable.idempotence": True,
                 "acks": "all",
@@ -290,7 +306,7 @@ class Sender:
                 "log_level": 0,
                 **self.config,
                 "on_delivery": self._report,
-            }
+            },
         )
 
     @property
@@ -406,7 +422,8 @@ class Consumed:
         self.brokers_up.set()
         self.assigned: set[int] = set()
         self.last_stats = time.monotonic()
-        self._consumer = Consumer(
+        self._consumer = _client(
+            Consumer,
             {
                 "group.id": group,
                 "auto.offset.reset": "earliest" if from_beginning else "latest",
@@ -427,7 +444,7 @@ class Consumed:
                 **config,
                 "error_cb": self._error,
                 "stats_cb": self._stats,
-            }
+            },
         )
         self._consumer.subscribe(
             [topic], on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
@@ -478,14 +495,13 @@ class Consumed:
             raise BrokerError(f"cannot read the committed offsets: {_describe(exc)}") from None
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
-    def partition_count(self) -> int:
-        """How many partitions the topic has (0 if the broker does not say within a second)."""
+    def partition_count(self) -> int | None:
+        """How many partitions the topic has (None if the broker does not say within a second)."""
         try:
-            return len(
-                self._consumer.list_topics(self.topic, timeout=1).topics[self.topic].partitions
-            )
+            found = self._consumer.list_topics(self.topic, timeout=1).topics[self.topic]
         except KafkaException:
-            return 0
+            return None
+        return len(found.partitions) if found.error is None and found.partitions else None
 
     def bounds(self, partition: int, timeout: float) -> tuple[int, int]:
         """The first and the next offset of `partition`, asked of the broker now."""
@@ -611,16 +627,19 @@ class Transactions:
             **config,
         }
         self._producer: Producer | None = None
+        first = _client(
+            Producer, self._config
+        )  # a setting librdkafka refuses is told now, not in a thread
         # init_transactions takes about half a second: started now, it overlaps the group join
-        self._early = threading.Thread(target=self._start_early, daemon=True)
+        self._early = threading.Thread(target=self._start_early, args=(first,), daemon=True)
         self._early.start()
 
-    def _start_early(self) -> None:
+    def _start_early(self, producer: Producer) -> None:
         with contextlib.suppress(BrokerError):  # the first commit tries again, and says why
-            self._producer = self._start()
+            self._producer = self._start(producer)
 
-    def _start(self) -> Producer:
-        producer = Producer(self._config)
+    def _start(self, producer: Producer | None = None) -> Producer:
+        producer = producer or _client(Producer, self._config)
         try:
             # librdkafka's first look for the transaction coordinator can find no broker up
             # yet, and it looks again only 500 ms later. A metadata request first (of all
@@ -722,7 +741,8 @@ class StateReader:
 
     def __init__(self, config: dict[str, str], topic: str, group: str, timeout: float) -> None:
         self.topic = topic
-        self._consumer = Consumer(
+        self._consumer = _client(
+            Consumer,
             {
                 "group.id": f"{group}-lumu-state-reader",  # never joined, never committed
                 "enable.auto.commit": False,
@@ -731,7 +751,7 @@ class StateReader:
                 "fetch.wait.max.ms": 10,
                 "log_level": 0,
                 **config,
-            }
+            },
         )
         self._admin = _admin(config)
         self.partitions = self._partitions(timeout)
