@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Annotated, ParamSpec
@@ -41,21 +43,59 @@ def reported(command: Callable[P, None]) -> Callable[P, None]:
     """The one error policy of every command: a one-line message and a documented exit code.
 
     LUMU_DEBUG=1 prints the traceback first (no local variables: they may hold credentials);
-    the message and the exit code stay the same.
+    the message and the exit code stay the same. An exception that ends any other thread is
+    told the same way, stops the command as SIGTERM would (cleanly, where it handles SIGTERM),
+    and makes its exit code 70.
     """
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        try:
-            command(*args, **kwargs)
-        except Exception as exc:
-            if os.environ.get("LUMU_DEBUG") == "1" and not isinstance(exc, typer.Exit):
-                traceback.print_exception(exc)
-            raise typer.Exit(_exit_code(exc)) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        with _ThreadFailures() as threads:
+            try:
+                command(*args, **kwargs)
+                code: int = ExitCode.OK
+            except Exception as exc:
+                code = _exit_code(exc)
+            except KeyboardInterrupt:
+                code = ExitCode.INTERRUPTED
+        raise typer.Exit(ExitCode.INTERNAL if threads.failed else code)
 
     return run
+
+
+def _debug() -> bool:
+    return os.environ.get("LUMU_DEBUG") == "1"
+
+
+def _internal(exc: BaseException, where: str = "") -> None:
+    """Tell an unexpected error (a bug): one line, the traceback first under LUMU_DEBUG=1."""
+    if _debug():
+        traceback.print_exception(exc)
+    fail(f"internal error{where}: {type(exc).__name__}: {exc} (LUMU_DEBUG=1 shows the traceback)")
+
+
+class _ThreadFailures:
+    """While open, an exception that ends a thread is told in one line (threading.excepthook)
+    and the main thread is stopped as by SIGTERM."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def __enter__(self) -> _ThreadFailures:
+        self._old, threading.excepthook = threading.excepthook, self._hook
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        threading.excepthook = self._old
+
+    def _hook(self, args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or isinstance(args.exc_value, SystemExit):
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        _internal(args.exc_value, f" in thread {name!r}")
+        self.failed = True
+        if callable(signal.getsignal(signal.SIGTERM)):  # a command that stops cleanly on it
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
 
 
 def _exit_code(exc: Exception) -> int:
@@ -65,14 +105,16 @@ def _exit_code(exc: Exception) -> int:
     if isinstance(exc, BrokenPipeError):  # `lumu ... | head`: stop quietly, as GNU tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.BROKEN_PIPE
+    if not isinstance(exc, LumuError | OSError):
+        _internal(exc)
+        return ExitCode.INTERNAL
+    if _debug():
+        traceback.print_exception(exc)
     if isinstance(exc, LumuError):
         fail(str(exc))
         return exc.exit_code
-    if isinstance(exc, OSError):
-        fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
-        return ExitCode.BAD_INPUT
-    fail(f"internal error: {type(exc).__name__}: {exc} (LUMU_DEBUG=1 shows the traceback)")
-    return ExitCode.INTERNAL
+    fail(f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+    return ExitCode.BAD_INPUT
 
 
 def _version(show: bool) -> None:

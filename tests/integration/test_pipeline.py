@@ -307,3 +307,19 @@ def test_track_on_a_terminal_draws_the_live_view(
     assert "unique device IPs" in screen
     assert f"{produced['delivered']:,}" in screen  # the messages row of the last frame
     assert json.loads(out)["unique_ips"] == produced["distinct_ips"]
+
+
+def test_a_setting_the_state_cannot_work_with_is_a_usage_error(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]]
+) -> None:
+    topic, _ = seeded
+    done = lumu(
+        bootstrap, topic, "track", "-e", "-g", f"g-{time.time_ns()}", "-X",
+        "enable.idempotence=false",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "lumu: bad Kafka client setting: Failed to create producer: `transactional.id` requires "
+        "`enable.idempotence=true`"
+    ]
