@@ -2,32 +2,45 @@
 
 Preloads BENCH_MESSAGES (1,000,000) records into a fresh 3-partition topic with
 `lumu produce --rate 0 --ips 100000 --ipv6-ratio 0.1 --invalid-ratio 0.01 --seed 1` (its rate is
-printed too, but bench/produce.py is the produce benchmark). Then, in the same run, each reading
-the topic from the beginning in a fresh consumer group until every partition is at its end:
+printed too, but bench/produce.py is the produce benchmark). Then every reader below reads the
+topic from the beginning in a fresh consumer group, and stops as `lumu track --exit-at-end`
+does: once every partition has told its end (partition EOF). Each is a process of its own,
+timed here by wall clock from its start to its exit: Python's start-up, the imports, the
+consumer, the group join, reading to the end and leaving, on both sides alike. Before any of
+them, one untimed `lumu track -e` on a small topic has the broker create its internal topics.
 
-  (a)  bare: `consumer.consume(num_messages=10000, timeout=0.1)` counting messages, nothing
-       decoded: what librdkafka and the Python binding deliver with lumu's consumer settings
-       (fetch.max.bytes=64 MiB, fetch.queue.backoff.ms=10): the ceiling for lumu.
-  (a0) the same with librdkafka's defaults: its fetch.queue.backoff.ms (1000 ms) pauses fetching
-       a partition for a second whenever its local queue is full (queued.min.messages, 100,000),
-       which caps a fast reader. Shown for context; lumu sets 10 ms.
-  (b)  seed style, the original exercise's consumer: `consumer.poll(1.0)` one record at a time,
-       `json.loads(msg.value())`, `device_ip` added to a Python set of strings, exceptions
-       caught; with lumu's consumer settings, so the ratio compares code, not configuration.
-  (f)  the floor for Python: `consume(10000)` as (a), each value decoded by msgspec into its two
-       fields (as lumu decodes them), the raw `device_ip` added to a set: no address or timestamp
-       checked, no state kept. What is left of the bare rate once every record is decoded.
-  (c)  `lumu track --from-beginning --exit-at-end` as a subprocess, the durable state on: its
-       wall time includes process start-up, the state topic, group join and the final commit.
-       Its steady rate is messages / (elapsed - first_record_at) from its summary: without
-       start-up, restore, join and the first fetch.
-  (c1) the same pinned to one core (`taskset -c 0`; the broker still has both): what the second
-       core gives lumu.
+  (c)  `lumu track --from-beginning --exit-at-end`, the durable state on (the default): it also
+       creates the group's state topic and commits the count at the end.
+  (b)  the headline baseline, the original exercise's consumer (seed style): `poll(1.0)` one
+       record at a time, `json.loads`, `device_ip` added to a set of str, exceptions caught.
+  (a)  bare: `consume()` batches, records counted, nothing decoded: what librdkafka and the
+       Python binding deliver, the ceiling for any reader in Python.
+  (f)  the floor for a reader that looks at the records: (a), each value decoded by msgspec into
+       its two fields (as lumu decodes them), the raw `device_ip` added to a set; nothing
+       checked, nothing kept.
+  (c1) (c) pinned to one core (`taskset -c 0`; the broker still has both): what the second core
+       gives lumu.
+  (a0) (a) at librdkafka's defaults, for context: its fetch.wait.max.ms (500 ms) holds the end
+       of each partition back, and fetch.queue.backoff.ms (1 s) pauses a partition whose local
+       queue is full. lumu sets both to 10 ms.
 
-(a) and (b) run in this process and are timed from creating the consumer to closing it (group
-join included); CPU seconds are this process's (librdkafka threads included) or the child's.
-BENCH_ROUNDS (3) rounds, the order rotated each round; medians are printed with msgs/s and the
-ratios c/b (target >= 2x), c/a (target >= 0.5x) and c/c1.
+The baselines are bench/readers.py. (b), (a) and (f) take lumu's own librdkafka settings, read
+from lumu_cli.kafka_io at run time (printed; lumu's statistics callback aside, which only lumu
+pays for), and lumu's batch size and wait (checked against lumu_cli.tracker).
+
+Two figures each, medians of BENCH_ROUNDS (3) rounds, the order rotated each round:
+  - wall: records / wall seconds of the whole process;
+  - reading: records / seconds from the first record to the end, as each reader reports it
+    (lumu: `elapsed - first_record_at` of its summary, which also holds counting the last batch
+    and the final state commit; a baseline: from the batch with its first record to the end of
+    its last partition). Start-up, state topic, group join and first fetch are left out of
+    both sides alike.
+CPU seconds are each child's (user + system, all threads).
+
+Checks (FAIL and exit 1 when one does not hold): the topic holds BENCH_MESSAGES records; every
+run read exactly that many; every lumu run's unique_ips and invalid records by reason equal what
+`lumu produce` says it sent (distinct_ips, invalid_by_reason); each baseline's set has the same
+size in every round.
 
 Usage: python bench/consume.py   (env: BENCH_MESSAGES, BENCH_ROUNDS, LUMU_BENCH_BOOTSTRAP)
 """
@@ -35,31 +48,51 @@ Usage: python bench/consume.py   (env: BENCH_MESSAGES, BENCH_ROUNDS, LUMU_BENCH_
 from __future__ import annotations
 
 import json
-import resource
-import time
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import msgspec
-from confluent_kafka import KafkaError, KafkaException, Message
+import readers
+from figures import check, ratio, readme
 from kafka_bench import (
     LUMU,
     broker,
+    bytecode,
+    children_cpu,
     end_offsets,
     env_int,
-    fresh_consumer,
     fresh_name,
     lumu,
+    lumu_settings,
     machine,
     median,
     preload,
     rotations,
     run_main,
+    warm_up,
 )
 
-CONSUME_TIMEOUT = 300.0  # a variant that has not finished by then has failed
-# what lumu's consumer sets (kafka_io.Consumed)
-LUMU_FETCH = {"fetch.max.bytes": 64 << 20, "fetch.queue.backoff.ms": 10}
+from lumu_cli import kafka_io, tracker
+
+CONSUME_TIMEOUT = 300.0  # a reader that has not finished by then has failed
+READERS = str(Path(readers.__file__).resolve())
+# lumu's settings that belong to lumu alone: its group, its health view's statistics
+NOT_FOR_BASELINES = {"group.id", "bootstrap.servers", "statistics.interval.ms", "log_level"}
+
+
+def baseline_settings() -> dict[str, Any]:
+    """The librdkafka settings `lumu track -e --from-beginning` gives its consumer."""
+
+    def make() -> object:
+        config = kafka_io.client_config("localhost:9092")
+        return kafka_io.Consumed(
+            config, "t", "g", from_beginning=True, durable=True, to_the_end=True
+        )
+
+    settings = lumu_settings("Consumer", make)
+    return {k: v for k, v in settings.items() if k not in NOT_FOR_BASELINES and not callable(v)}
 
 
 @dataclass
@@ -67,113 +100,22 @@ class Result:
     wall: float
     cpu: float
     messages: int
-    detail: str = ""
-    steady: float | None = None  # seconds of reading, without start-up and join
+    reading: float  # seconds from the first record to the end
+    summary: dict[str, Any]
 
 
-def bare(bootstrap: str, topic: str, extra: Mapping[str, object]) -> Result:
-    """(a) batches of up to 10,000 messages, counted; nothing decoded."""
-    began, cpu = time.perf_counter(), time.process_time()
-    consumer, assigned = fresh_consumer(bootstrap, topic, extra)
-    at_end: set[int] = set()
-    count = 0
-    deadline = time.monotonic() + CONSUME_TIMEOUT
-    try:
-        while not (assigned and at_end >= assigned):
-            if time.monotonic() > deadline:
-                raise TimeoutError("bare consumer did not reach the end")
-            for message in consumer.consume(num_messages=10_000, timeout=0.1):
-                error = message.error()
-                if error is None:
-                    count += 1
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())  # type: ignore[arg-type]
-                else:
-                    raise KafkaException(error)
-    finally:
-        consumer.close()
-    return Result(time.perf_counter() - began, time.process_time() - cpu, count)
-
-
-class _Fields(msgspec.Struct, gc=False):
-    device_ip: object = None
-    timestamp: object = None
-
-
-def floor(bootstrap: str, topic: str) -> Result:
-    """(f) consume(10000) batches, msgspec-decoded, raw device_ip into a set; nothing checked."""
-    decode = msgspec.json.Decoder(_Fields).decode
-    began, cpu = time.perf_counter(), time.process_time()
-    consumer, assigned = fresh_consumer(bootstrap, topic, LUMU_FETCH)
-    at_end: set[int] = set()
-    ips: set[object] = set()
-    count = 0
-    deadline = time.monotonic() + CONSUME_TIMEOUT
-    try:
-        while not (assigned and at_end >= assigned):
-            if time.monotonic() > deadline:
-                raise TimeoutError("floor consumer did not reach the end")
-            for message in consumer.consume(num_messages=10_000, timeout=0.1):
-                error = message.error()
-                if error is None:
-                    count += 1
-                    try:  # noqa: SIM105  (a `with suppress` per record would slow the floor)
-                        ips.add(decode(message.value()).device_ip)  # type: ignore[arg-type]
-                    except (msgspec.DecodeError, TypeError):
-                        pass
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())  # type: ignore[arg-type]
-                else:
-                    raise KafkaException(error)
-    finally:
-        consumer.close()
-    return Result(time.perf_counter() - began, time.process_time() - cpu, count)
-
-
-def naive(bootstrap: str, topic: str) -> Result:
-    """(b) seed style: poll one message, json.loads, add device_ip to a set.
-
-    With lumu's consumer settings, so that the ratio c/b compares code, not configuration.
-    """
-    began, cpu = time.perf_counter(), time.process_time()
-    consumer, assigned = fresh_consumer(bootstrap, topic, LUMU_FETCH)
-    at_end: set[int] = set()
-    ips: set[object] = set()
-    count = failed = 0
-    deadline = time.monotonic() + CONSUME_TIMEOUT
-    try:
-        while not (assigned and at_end >= assigned):
-            if time.monotonic() > deadline:
-                raise TimeoutError("naive consumer did not reach the end")
-            msg: Message | None = consumer.poll(1.0)
-            if msg is None:
-                continue
-            error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition())  # type: ignore[arg-type]
-                    continue
-                raise KafkaException(error)
-            count += 1
-            try:
-                record = json.loads(msg.value())  # type: ignore[arg-type]
-                ips.add(record["device_ip"])
-            except Exception:
-                failed += 1
-    finally:
-        consumer.close()
-    detail = f"set of raw device_ip values: {len(ips):,}; exceptions caught: {failed:,}"
-    return Result(time.perf_counter() - began, time.process_time() - cpu, count, detail)
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def read(kind: str, settings: dict[str, Any], bootstrap: str, topic: str) -> Result:
+    """A baseline reader of bench/readers.py, as a process of its own."""
+    cpu = children_cpu()
+    args = [kind, bootstrap, topic, fresh_name(f"bench-{kind}"), json.dumps(settings)]
+    run = lumu(args, timeout=CONSUME_TIMEOUT, prefix=(sys.executable, READERS))
+    s = run.summary
+    return Result(run.wall, children_cpu() - cpu, int(s["messages"]), float(s["reading"]), s)
 
 
 def tracked(bootstrap: str, topic: str, cores: str | None = None) -> Result:
-    """(c) lumu track --from-beginning --exit-at-end in a fresh group, as a subprocess."""
-    cpu = _children_cpu()
+    """(c) lumu track --from-beginning --exit-at-end in a fresh group, as a process of its own."""
+    cpu = children_cpu()
     args = [
         "track", "--from-beginning", "--exit-at-end", "--group", fresh_name("bench-track"),
         "-t", topic, "-b", bootstrap,
@@ -185,65 +127,133 @@ def tracked(bootstrap: str, topic: str, cores: str | None = None) -> Result:
         prefix=(LUMU,) if cores is None else ("taskset", "-c", cores, LUMU),
     )
     s = run.summary
-    detail = f"unique_ips: {s['unique_ips']:,}; invalid: {s['invalid']:,}"
-    cpu = _children_cpu() - cpu
-    steady = float(s["elapsed"]) - float(s["first_record_at"])
-    return Result(run.wall, cpu, int(s["messages"]), detail, steady)
+    reading = float(s["elapsed"]) - float(s["first_record_at"])
+    return Result(run.wall, children_cpu() - cpu, int(s["messages"]), reading, s)
 
 
-VARIANTS: dict[str, tuple[str, Callable[[str, str], Result]]] = {
-    "a": ("(a)  bare consume(10000), lumu's settings", lambda b, t: bare(b, t, LUMU_FETCH)),
-    "a0": ("(a0) bare consume(10000), librdkafka defaults", lambda b, t: bare(b, t, {})),
-    "b": ("(b)  seed style: poll + json.loads + set", naive),
-    "f": ("(f)  floor: consume + msgspec + set, unchecked", floor),
-    "c": ("(c)  lumu track (subprocess, wall)", tracked),
-    "c1": ("(c1) lumu track on one core (taskset -c 0)", lambda b, t: tracked(b, t, "0")),
-}
+def variants(settings: dict[str, Any]) -> dict[str, tuple[str, Callable[[str, str], Result]]]:
+    def reader(kind: str, given: dict[str, Any]) -> Callable[[str, str], Result]:
+        return lambda b, t: read(kind, given, b, t)
+
+    return {
+        "c": ("(c)  lumu track -e, state on", tracked),
+        "b": ("(b)  seed style: poll + json.loads + set", reader("seed", settings)),
+        "a": ("(a)  bare consume(), counted only", reader("bare", settings)),
+        "f": ("(f)  floor: consume() + msgspec + set", reader("floor", settings)),
+        "c1": ("(c1) lumu track -e, one core", lambda b, t: tracked(b, t, "0")),
+        "a0": ("(a0) bare, librdkafka's defaults", reader("bare", {})),
+    }
+
+
+def check_result(key: str, result: Result, total: int, produced: dict[str, Any]) -> None:
+    check(result.messages == total, f"({key}) read {result.messages:,} of {total:,} records")
+    if key.startswith("c"):
+        s = result.summary
+        for mine, theirs in (("unique_ips", "distinct_ips"), ("invalid_by_reason",) * 2):
+            check(
+                s[mine] == produced[theirs],
+                f"({key}) lumu track counted {mine} {s[mine]}; lumu produce sent "
+                f"{theirs} {produced[theirs]}",
+            )
 
 
 def main() -> None:
     messages = env_int("BENCH_MESSAGES", 1_000_000)
     rounds = env_int("BENCH_ROUNDS", 3)
     print(machine())
+    check(
+        (readers.BATCH, readers.WAIT) == (tracker.BATCH, tracker.END_POLL_SECONDS),
+        f"bench/readers.py reads batches of {readers.BATCH} waiting {readers.WAIT} s; "
+        f"lumu track -e, {tracker.BATCH} and {tracker.END_POLL_SECONDS} s",
+    )
+    settings = baseline_settings()
+    print(f"(b), (a), (f) take lumu's consumer settings: {json.dumps(settings)}")
+    bytecode()
     with broker() as bootstrap:
+        warm_up(bootstrap)
         topic = fresh_name("bench-consume")
         load = preload(bootstrap, topic, messages)
-        s = load.summary
+        produced = load.summary
         print(
-            f"preload: {s['delivered']:,} records into {topic} (3 partitions) by lumu produce: "
-            f"{s['rate']:,.0f} records/s by its summary, {load.wall:.1f} s wall; "
-            f"expected unique IPs {s['distinct_ips']:,}, invalid {s['invalid']:,}"
+            f"preload: {produced['delivered']:,} records into {topic} (3 partitions) by lumu "
+            f"produce: {produced['rate']:,.0f} records/s by its summary, {load.wall:.1f} s wall; "
+            f"expected unique IPs {produced['distinct_ips']:,}, invalid {produced['invalid']:,}"
         )
         total = sum(end_offsets(bootstrap, topic).values())
-        if total != messages:
-            raise SystemExit(f"FAIL: the topic holds {total:,} records, not {messages:,}")
-        results: dict[str, list[Result]] = {key: [] for key in VARIANTS}
-        for r, order in rotations(list(VARIANTS), rounds):
+        check(total == messages, f"the topic holds {total:,} records, not {messages:,}")
+        runners = variants(settings)
+        results: dict[str, list[Result]] = {key: [] for key in runners}
+        for r, order in rotations(list(runners), rounds):
             line = []
             for key in order:
-                result = VARIANTS[key][1](bootstrap, topic)
-                if result.messages != total:
-                    raise SystemExit(f"FAIL: {key} read {result.messages:,} of {total:,} records")
+                result = runners[key][1](bootstrap, topic)
+                check_result(key, result, total, produced)
                 results[key].append(result)
                 line.append(f"{key} {result.wall:.2f} s")
             print(f"round {r + 1}/{rounds} ({' '.join(order)}): {', '.join(line)}", flush=True)
+    for key in ("b", "f"):
+        sizes = {x.summary["distinct"] for x in results[key]}
+        check(len(sizes) == 1, f"({key}) held sets of different sizes over the rounds: {sizes}")
+    report(results, runners, total, rounds, produced)
 
-    rate = {key: total / median([x.wall for x in res]) for key, res in results.items()}
-    print(f"\nreading {total:,} records from the beginning, median of {rounds} rounds")
-    for key, (label, _) in VARIANTS.items():
-        wall, cpu = median([x.wall for x in results[key]]), median([x.cpu for x in results[key]])
-        print(f"  {label:<45} {rate[key]:>9,.0f} msgs/s  ({wall:5.2f} s wall, {cpu:5.2f} s CPU)")
-        steady = [x.steady for x in results[key] if x.steady is not None]
-        if steady:
-            print(f"  {'     steady: without start-up, restore, join':<45} "
-                  f"{total / median(steady):>9,.0f} msgs/s  ({median(steady):5.2f} s)")  # fmt: skip
-    print(f"  (b) {results['b'][-1].detail}")
-    print(f"  (c) {results['c'][-1].detail}; expected (lumu produce) {s['distinct_ips']:,}")
-    print(f"  ratio c/b: {rate['c'] / rate['b']:.2f}x (target >= 2x)")
-    print(f"  ratio c/a: {rate['c'] / rate['a']:.2f}x (target >= 0.5x)")
-    print(f"  ratio c/c1: {rate['c'] / rate['c1']:.2f}x (two cores against one)")
-    print(f"  ratio f/b: {rate['f'] / rate['b']:.2f}x (decoding alone, nothing checked)")
-    print(f"  ratio c/a0: {rate['c'] / rate['a0']:.2f}x (bare, left at librdkafka's defaults)")
+
+def report(
+    results: dict[str, list[Result]],
+    runners: dict[str, tuple[str, Callable[[str, str], Result]]],
+    total: int,
+    rounds: int,
+    produced: dict[str, Any],
+) -> None:
+    wall = {key: median([x.wall for x in res]) for key, res in results.items()}
+    reading = {key: median([x.reading for x in res]) for key, res in results.items()}
+    rate = {key: total / seconds for key, seconds in wall.items()}
+    steady = {key: total / seconds for key, seconds in reading.items()}
+    print(f"\nreading {total:,} records from the beginning to the end of every partition, each a "
+          f"whole process, median of {rounds} rounds")  # fmt: skip
+    for key, (label, _) in runners.items():
+        cpu = median([x.cpu for x in results[key]])
+        print(f"  {label:<42} wall {rate[key]:>9,.0f} msgs/s ({wall[key]:5.2f} s, {cpu:5.2f} s "
+              f"CPU), reading {steady[key]:>9,.0f} msgs/s ({reading[key]:5.2f} s)")  # fmt: skip
+    s = results["c"][-1].summary
+    print(f"  (c) every run: unique_ips {s['unique_ips']:,}, invalid {s['invalid']:,}, by reason "
+          f"as lumu produce sent them")  # fmt: skip
+    b = results["b"][-1].summary
+    print(f"  (b) set of raw device_ip values: {b['distinct']:,}; exceptions caught: "
+          f"{b['exceptions']:,}; (f) set: {results['f'][-1].summary['distinct']:,}")  # fmt: skip
+    lines = {
+        "b": ("(b) seed style", "target >= 2x"),
+        "a": ("(a) bare consume()", "target >= 0.5x"),
+        "f": ("(f) the floor, decoded and nothing checked", ""),
+        "c1": ("(c1) lumu on one core", "what the second core gives"),
+        "a0": ("(a0) bare at librdkafka's defaults", "context"),
+    }
+    for key, (name, note) in lines.items():
+        head = "headline; " if key == "b" else ""
+        print(f"  (c) {ratio(rate['c'], rate[key], name + ', wall', head + note)}")
+        if key != "c1":
+            print(f"  (c) {ratio(steady['c'], steady[key], name + ', reading')}")
+    print(f"  (f) {ratio(rate['f'], rate['b'], '(b) seed style, wall', 'decoding alone')}")
+    c, c_steady = kilo(rate["c"]), kilo(steady["c"])
+    readme(
+        [f"`consume.py`: read {total:,} records from the beginning, `track --exit-at-end` (state "
+         "on), whole processes, wall", c,
+         f"(b) seed style: `poll()` + `json.loads` + `set`, lumu's settings: {kilo(rate['b'])}",
+         f"{rate['c'] / rate['b']:.2f}x (target 2x)"],
+        ["", f"reading, first record to end: {c_steady}", f"the same (b): {kilo(steady['b'])}",
+         f"{steady['c'] / steady['b']:.2f}x"],
+        ["", "", f"(a) bare `consume()`, count only: {kilo(rate['a'])} "
+         f"(reading {kilo(steady['a'])})", f"{rate['c'] / rate['a']:.2f}x, reading "
+         f"{steady['c'] / steady['a']:.2f}x (target 0.5x)"],
+        ["", "", f"(f) the floor: `consume()` + msgspec + `set`, nothing checked: "
+         f"{kilo(rate['f'])} (reading {kilo(steady['f'])})", f"{rate['c'] / rate['f']:.2f}x, "
+         f"reading {steady['c'] / steady['f']:.2f}x; f/b is {rate['f'] / rate['b']:.2f}x"],
+        ["", "the same, two cores", f"one core (`taskset -c 0`): {kilo(rate['c1'])}",
+         f"{rate['c'] / rate['c1']:.2f}x"],
+    )  # fmt: skip
+
+
+def kilo(per_second: float) -> str:
+    return f"{per_second / 1000:,.0f}k msgs/s"
 
 
 if __name__ == "__main__":

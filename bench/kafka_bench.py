@@ -6,9 +6,13 @@
   Ctrl-C or SIGTERM (turned into KeyboardInterrupt so `finally` blocks run).
 - `lumu()`: runs a lumu command with a timeout, returns its wall time and its JSON summary line.
 - `preload()`: `lumu produce --rate 0 --count N` into a topic, as fast as it goes.
+- `warm_up()`: the broker's one-off costs paid before anything is timed.
 - `spawned()`: a background process that is always terminated (SIGTERM, then SIGKILL).
 - `run_main()`: runs a script's main; Ctrl-C or SIGTERM end it with status 130, cleaned up.
 - `fresh_consumer()`: a consumer in a fresh group from the earliest offset, telling partition ends.
+- `lumu_settings()`: the librdkafka settings lumu gives a client, for the baselines to take.
+- `children_cpu()`: the CPU seconds (user + system) of the waited-for child processes so far.
+- `bytecode()`: lumu's modules compiled, as an install leaves them (see below).
 - `median`, `rotations`, `env_int`, `fresh_name`, `end_offsets`, `delete_topics`.
 
 Every subprocess call and wait loop has a timeout: a benchmark fails, it never hangs.
@@ -16,9 +20,11 @@ Every subprocess call and wait loop has a timeout: a benchmark fails, it never h
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -190,6 +196,20 @@ def preload(
     return lumu(args, timeout=timeout)
 
 
+def warm_up(bootstrap: str) -> None:
+    """One untimed `lumu track -e` with its state over a small topic. A fresh broker creates its
+    internal topics on first use (__consumer_offsets for the first group, __transaction_state
+    for the first transaction), seconds that would otherwise fall on whichever run is first."""
+    began = time.perf_counter()
+    topic, group = fresh_name("bench-warm-up"), fresh_name("bench-warm-up")
+    preload(bootstrap, topic, 100, ips=10)
+    args = ["track", "-e", "--from-beginning", "-g", group, "-t", topic, "-b", bootstrap]
+    lumu(args, timeout=180, ok=(0, 1))
+    delete_topics(bootstrap, [topic, f"{group}-lumu-state"])
+    seconds = time.perf_counter() - began
+    print(f"warm-up (the broker's internal topics): {seconds:.1f} s", flush=True)
+
+
 @contextlib.contextmanager
 def spawned(cmd: Sequence[str], **popen: Any) -> Iterator[subprocess.Popen[str]]:
     """A background process, terminated on the way out however the block ends."""
@@ -285,3 +305,46 @@ def delete_topics(bootstrap: str, topics: Sequence[str], timeout: float = 30.0) 
     for future in admin.delete_topics(list(topics), operation_timeout=timeout).values():
         with contextlib.suppress(Exception):
             future.result(timeout=timeout)
+
+
+class _Made(Exception):
+    """Raised instead of making a librdkafka client; carries the settings it was given."""
+
+
+def lumu_settings(kind: str, make: Callable[[], object]) -> dict[str, Any]:
+    """The settings lumu gives a librdkafka client: `make()` is called with lumu_cli.kafka_io's
+    `kind` ("Consumer" or "Producer") replaced, so no client is made and no broker is asked.
+
+    The baselines take their settings from here rather than from a copy, so that they cannot
+    drift from lumu's. Callbacks are included as lumu's objects; the caller drops them.
+    """
+    from unittest import mock
+
+    from lumu_cli import kafka_io
+
+    def capture(settings: dict[str, Any]) -> object:
+        raise _Made(dict(settings))
+
+    with mock.patch.object(kafka_io, kind, capture):
+        try:
+            make()
+        except _Made as made:
+            settings: dict[str, Any] = made.args[0]
+            return settings
+    raise RuntimeError(f"lumu made no {kind}")
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system, all threads) of the child processes waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bytecode() -> None:
+    """Compile lumu's modules as `pip install` leaves them. Where PYTHONDONTWRITEBYTECODE=1 (as
+    on the machines this was built on), a module edited since its last compile would otherwise
+    be compiled again by every lumu process, a cost its baselines (compiled libraries) never
+    pay."""
+    import lumu_cli
+
+    compileall.compile_dir(Path(lumu_cli.__file__).parent, quiet=1)
