@@ -8,7 +8,7 @@ limits hold against bursts and bad clients:
   503 and closed): one thread holds them all;
 - HEAD_SECONDS to send a request's head once its first byte came (else 408), IDLE_SECONDS for a
   kept-alive connection to start its next request (else it is closed);
-- MAX_TARGET bytes of request line (414), MAX_HEAD of head (431), MAX_BODY of body (413);
+- MAX_TARGET bytes of request target (414), MAX_HEAD of head (431), MAX_BODY of body (413);
 - every error is a JSON body: 400, 404, 405, 408, 413, 414, 431, 503.
 """
 
@@ -300,6 +300,7 @@ class _Connection:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.started: float | None = None  # when the first byte of the current request came
         self.line_done = False  # whether the current request line has ended
+        self.received = 0  # bytes given to h11 since the current request began
 
     async def serve(self, writer: asyncio.StreamWriter) -> None:
         while True:
@@ -340,6 +341,7 @@ class _Connection:
             pipelined = self.conn.trailing_data[0]  # the next request's first bytes, if sent
             self.started = asyncio.get_running_loop().time() if pipelined else None
             self.line_done = b"\n" in pipelined
+            self.received = len(pipelined)
 
     async def _request(self) -> h11.Request | None:
         """The next request's head; None if the client closed or stayed idle too long."""
@@ -348,6 +350,12 @@ class _Connection:
             if isinstance(event, h11.Request):
                 if len(event.target) > MAX_TARGET:
                     raise _Refused(HTTPStatus.REQUEST_URI_TOO_LONG, "request target too long")
+                # h11 bounds a head only while it is unfinished: one that came whole in a read
+                # is measured here, as the bytes it took (all given, less those left over)
+                if self.received - len(self.conn.trailing_data[0]) > MAX_HEAD:
+                    raise _Refused(
+                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"
+                    )
                 return event
             if event is h11.NEED_DATA:
                 if not await self._receive():
@@ -388,6 +396,7 @@ class _Connection:
             self.started = loop.time()
         if b"\n" in data:
             self.line_done = True
+        self.received += len(data)
         self.conn.receive_data(data)
         return bool(data)
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from lumu_cli import server
-from lumu_cli.server import Endpoint
+from lumu_cli.server import MAX_BODY, MAX_HEAD, MAX_TARGET, Endpoint
 from tests.test_server import STATS, Snapshot
 
 GET = b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -277,3 +277,61 @@ def test_a_pipelined_head_left_unfinished_is_408_too(
         sock.sendall(GET + b"GET /count HTTP/1.1\r\nHo")
         said = read_to_close(sock)
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", said) == [b"200", b"408"]
+
+
+# ---------------------------------------------------------------- each limit's boundary
+
+
+def target_of(size: int, start: bytes) -> bytes:
+    return start + b"a" * (size - len(start))
+
+
+@pytest.mark.parametrize(
+    ("start", "answer"),
+    [(b"/", 404), (b"/count?pad=", 200)],  # the whole target counts, query string and all
+    ids=["path", "query"],
+)
+def test_a_target_of_max_target_bytes_is_served_and_one_more_is_414(
+    address: tuple[str, int], start: bytes, answer: int
+) -> None:
+    for size, status in [(MAX_TARGET, answer), (MAX_TARGET + 1, 414)]:
+        target = target_of(size, start)
+        request = b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        got, body = status_and_json(exchange(address, request))
+        assert (len(target), got) == (size, status)
+        if status == 404:
+            assert body == {"error": f"no such path: {target.decode()} (try /count)"}
+        if status == 414:
+            assert body == {"error": "request target too long"}
+
+
+def head_of(size: int) -> bytes:
+    """A GET /count head of exactly `size` bytes, request line to blank line."""
+    start, end = b"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\nX-Pad: ", b"\r\n\r\n"
+    return start + b"p" * (size - len(start) - len(end)) + end
+
+
+@pytest.mark.parametrize("pieces", [1, 2], ids=["whole", "in-two-pieces"])
+def test_a_head_of_max_head_bytes_is_served_and_one_more_is_431(
+    address: tuple[str, int], pieces: int
+) -> None:
+    for size, status in [(MAX_HEAD, 200), (MAX_HEAD + 1, 431)]:
+        head = head_of(size)
+        with socket.create_connection(address, timeout=10) as sock:
+            if pieces == 2:  # MAX_HEAD bytes, unfinished, then the rest
+                sock.sendall(head[:MAX_HEAD])
+                time.sleep(0.2)
+            sock.sendall(head[MAX_HEAD if pieces == 2 else 0 :])
+            got, body = status_and_json(read_to_close(sock))
+        assert (len(head), got) == (size, status)
+        if status == 431:
+            assert body == {"error": "request head too large"}
+
+
+def test_a_body_of_max_body_bytes_is_dropped_and_one_more_is_413(address: tuple[str, int]) -> None:
+    for size, status in [(MAX_BODY, 200), (MAX_BODY + 1, 413)]:
+        head = f"GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {size}"
+        got, body = status_and_json(exchange(address, f"{head}\r\n\r\n".encode() + b"x" * size))
+        assert got == status
+        if status == 413:
+            assert body == {"error": "request body too large"}
