@@ -5,11 +5,15 @@ immutable `Stats`: a request never waits for the consume loop, nor the loop for 
 limits hold against bursts and bad clients:
 
 - a listen backlog of BACKLOG connections, and at most MAX_CONNECTIONS open (one more is told
-  503 and closed): one thread holds them all;
+  503 and closed): one thread holds them all. Under an open-file limit too low for that many,
+  the cap is what the limit leaves room for, told in one line at start;
 - HEAD_SECONDS to send a request's head once its first byte came (else 408), IDLE_SECONDS for a
   kept-alive connection to start its next request (else it is closed);
 - MAX_TARGET bytes of request target (414), MAX_HEAD of head (431), MAX_BODY of body (413);
-- every error is a JSON body: 400, 404, 405, 408, 413, 414, 431, 503.
+- out of file handles, accepting pauses (ACCEPT_PAUSE, doubling up to ACCEPT_PAUSE_MAX) and
+  resumes by itself, told in one line at most every REPORT_SECONDS;
+- every error is a JSON body: 400, 404, 405, 408, 413, 414, 431, 500, 503. An internal error
+  (a bug) is also told in one line, its traceback before it with LUMU_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ import contextlib
 import errno
 import gc
 import json
+import math
+import os
+import socket
+import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -48,6 +58,10 @@ MAX_TARGET = 8 * 1024
 MAX_HEAD = 16 * 1024
 MAX_BODY = 64 * 1024
 LINGER_SECONDS = 2.0  # a closing connection reads what the client still sends, this long at most
+SPARE_FILES = 256  # open files kept for all but connections: librdkafka's, the state's, Python's
+ACCEPT_PAUSE = 0.005  # the first pause of accepting after an error, doubled while errors go on
+ACCEPT_PAUSE_MAX = 1.0
+REPORT_SECONDS = 5.0  # one kind of trouble is told at most this often
 _READ = 64 * 1024
 
 
@@ -113,6 +127,31 @@ class _Collector:
         yield GaugeMetricFamily(
             "lumu_up", "1 while a broker answers, 0 while none does.", value=int(stats.healthy)
         )
+
+
+class _Serving:
+    """Prometheus metrics of the endpoint itself: its connections and its pauses."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        endpoint = self.endpoint
+        yield GaugeMetricFamily(
+            "lumu_http_connections", "HTTP connections open and served now.",
+            value=endpoint.connections,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "lumu_http_max_connections",
+            "The most HTTP connections served at once (fewer under a low open-file limit).",
+            value=endpoint.max_connections,
+        )
+        yield CounterMetricFamily(
+            "lumu_http_accept_pauses", "Times accepting paused, out of file handles or other.",
+            value=endpoint.accept_pauses,
+        )  # fmt: skip
 
 
 class _Refused(Exception):
@@ -314,20 +353,14 @@ class _Connection:
                         f"{method} is not allowed (use GET)"), allow=True))  # fmt: skip
                     return
                 await self._drain_body()
+                path = request.target.decode("ascii", "replace").partition("?")[0]
+                status, kind, body = self._answer(method, path)
             except _Refused as refused:
                 writer.write(_raw(refused.status, _error_body(str(refused))))
                 return
-            except h11.RemoteProtocolError as exc:  # (its 501, for a transfer coding: a 400)
-                hint = exc.error_status_hint
-                status = HTTPStatus(hint if hint < 500 else HTTPStatus.BAD_REQUEST)
-                if status == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE and not self.line_done:
-                    status, why = HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long"
-                else:
-                    why = "request head too large" if status == 431 else "malformed request"
-                writer.write(_raw(status, _error_body(why)))
+            except h11.RemoteProtocolError as exc:
+                writer.write(_raw(*self._refusal(exc)))
                 return
-            path = request.target.decode("ascii", "replace").partition("?")[0]
-            status, kind, body = _answer(self.endpoint.stats(), path, self.endpoint.registry)
             headers = [("Content-Type", kind), ("Content-Length", str(len(body)))]
             response = h11.Response(status_code=status.value, headers=headers, reason=status.phrase)
             writer.write(self.conn.send(response))
@@ -342,6 +375,25 @@ class _Connection:
             self.started = asyncio.get_running_loop().time() if pipelined else None
             self.line_done = b"\n" in pipelined
             self.received = len(pipelined)
+
+    def _answer(self, method: str, path: str) -> tuple[HTTPStatus, str, bytes]:
+        """The answer to GET `path`; a failure (a bug) is told in one line and answered 500."""
+        try:
+            return _answer(self.endpoint.stats(), path, self.endpoint.registry)
+        except Exception as exc:
+            self.endpoint.internal_error(f"answering {method} {_cut(path)}", exc)
+            message = f"internal error: {type(exc).__name__}"
+            raise _Refused(HTTPStatus.INTERNAL_SERVER_ERROR, message) from None
+
+    def _refusal(self, exc: h11.RemoteProtocolError) -> tuple[HTTPStatus, bytes]:
+        """The status and body for what h11 could not read (its 501, a transfer coding: 400)."""
+        hint = exc.error_status_hint
+        status = HTTPStatus(hint if hint < 500 else HTTPStatus.BAD_REQUEST)
+        if status == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE and not self.line_done:
+            status, why = HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long"
+        else:
+            why = "request head too large" if status == 431 else "malformed request"
+        return status, _error_body(why)
 
     async def _request(self) -> h11.Request | None:
         """The next request's head; None if the client closed or stayed idle too long."""
@@ -401,9 +453,46 @@ class _Connection:
         return bool(data)
 
 
-def _allow_files(wanted: int) -> None:
+def _cut(text: str, limit: int = 100) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(f"lumu: {line}\n")
+    sys.stderr.flush()
+
+
+class _Reports:
+    """One-line reports, each kind at most once every REPORT_SECONDS: a flood of one trouble
+    (a storm of clients while out of file handles) is a line, then a line with a count, not a
+    line each. LUMU_DEBUG=1 puts an exception's traceback (without locals) before its line."""
+
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        self.notify = notify
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (when last told, held back since)
+
+    def tell(self, kind: str, line: str, exc: BaseException | None = None) -> None:
+        now = time.monotonic()
+        told, held = self._last.get(kind, (-math.inf, 0))
+        if now - told < REPORT_SECONDS:
+            self._last[kind] = (told, held + 1)
+            return
+        self._last[kind] = (now, 0)
+        if held:
+            line += f"; {held} more like it in the last {now - told:.0f} s"
+        if exc is not None and os.environ.get("LUMU_DEBUG") == "1":
+            traceback.print_exception(exc)
+        elif exc is not None:
+            line += " (LUMU_DEBUG=1 shows the traceback)"
+        self.notify(line)
+
+
+def _allow_files(wanted: int) -> int | None:
     """Raise this process's open-file limit towards `wanted` (up to the hard limit), as servers
-    do: a soft limit of 1,024 would refuse connections long before MAX_CONNECTIONS."""
+    do: a soft limit of 1,024 would refuse connections long before MAX_CONNECTIONS. The limit
+    then in force; None if there is none."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -411,48 +500,102 @@ def _allow_files(wanted: int) -> None:
     if soft != resource.RLIM_INFINITY and soft < target:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address `host` names (every interface if empty), bound as
+    asyncio's create_server binds them: IPv6 ones for IPv6 only, addresses reused at once, a
+    family this machine lacks (IPv6 turned off) skipped."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    lacking: OSError | None = None
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError as exc:
+                lacking = exc
+                continue
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        if not sockets and lacking is not None:
+            raise lacking
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Close after the client has read the answer: say we are done sending, drop what it still
     sends for a moment (closing with its bytes unread would reset the connection, and the
     answer with it), then close."""
-    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-        if writer.can_write_eof():
-            writer.write_eof()
-        async with asyncio.timeout(LINGER_SECONDS):
-            while await reader.read(_READ):
-                pass
-    writer.close()
+    try:
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(LINGER_SECONDS):
+                while await reader.read(_READ):
+                    pass
+    finally:  # also when the endpoint closes meanwhile
+        writer.close()
     with contextlib.suppress(ConnectionError, OSError):
         await writer.wait_closed()
 
 
 class Endpoint:
-    """The HTTP endpoint, served from a background thread until `close`."""
+    """The HTTP endpoint, served from a background thread until `close`.
 
-    def __init__(self, address: str, stats: Callable[[], Stats]) -> None:
+    `notify` takes each status line (without the `lumu: ` before it): the effective connection
+    cap at start, pauses of accepting, internal errors. By default they go to stderr.
+    """
+
+    def __init__(
+        self, address: str, stats: Callable[[], Stats], *, notify: Callable[[str], None] = _stderr
+    ) -> None:
         from prometheus_client import CollectorRegistry
 
         host, port = parse_address(address)
         self.stats = stats
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(stats))
-        self._connections: set[asyncio.Task[None]] = set()
+        self.registry.register(_Serving(self))
+        self.connections = 0  # open and served now (not those lingering as they close)
+        self.accept_pauses = 0
+        self._reports = _Reports(notify)
+        self._tasks: set[asyncio.Task[None]] = set()  # one a connection, until it is closed
+        self._resumes: dict[socket.socket, asyncio.TimerHandle] = {}
+        self._pause = ACCEPT_PAUSE
         self._closing = False
-        _allow_files(MAX_CONNECTIONS + 256)  # a socket each, and librdkafka's and the state's
-        self._loop = asyncio.new_event_loop()
+        self._files = _allow_files(MAX_CONNECTIONS + SPARE_FILES)
+        # what the open-file limit leaves for connections, once the process's own are set aside
+        self._room = (
+            None if self._files is None else self._files - min(SPARE_FILES, self._files // 2)
+        )
         try:
-            self._server = self._loop.run_until_complete(
-                asyncio.start_server(
-                    self._serve, host or None, port, backlog=BACKLOG, reuse_address=True,
-                    limit=MAX_HEAD,
-                )
-            )  # fmt: skip
-        except OSError as exc:
-            self._loop.close()
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-            raise UsageError(f"{address!r}: cannot listen: {reason}") from None
+            self._sockets = _listen(host, port)
+        except OSError as exc:  # in use, no such host, not an address of this machine...
+            reason = exc.strerror or str(exc)  # "Address already in use": "address already..."
+            raise UsageError(
+                f"{address!r}: cannot listen: {reason[:1].lower()}{reason[1:]}"
+            ) from None
+        if self.max_connections < MAX_CONNECTIONS:
+            notify(
+                f"the open-file limit (ulimit -Hn) is {self._files}: at most "
+                f"{self.max_connections} connections at once, not {MAX_CONNECTIONS}"
+            )
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(self._loop_error)
+        for sock in self._sockets:
+            self._loop.add_reader(sock, self._accept, sock)
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         # The objects of start-up (modules, clients, a restored state) live as long as the
@@ -460,15 +603,86 @@ class Endpoint:
         # otherwise walk them all, pausing answers (about 140 ms with 2,000 connections open).
         gc.freeze()
 
+    @property
+    def max_connections(self) -> int:
+        """MAX_CONNECTIONS, or fewer if the open-file limit leaves room for fewer."""
+        return MAX_CONNECTIONS if self._room is None else max(1, min(MAX_CONNECTIONS, self._room))
+
+    def internal_error(self, doing: str, exc: BaseException) -> None:
+        """Tell a bug met while `doing` something, in one line."""
+        self._reports.tell(
+            f"internal {type(exc).__name__}",
+            f"http: internal error {doing}: {_cut(f'{type(exc).__name__}: {exc}', 200)}",
+            exc,
+        )
+
+    def _loop_error(self, _loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        """The loop's exception handler: anything that reaches it is a line, not a traceback."""
+        exc = context.get("exception")
+        if not isinstance(exc, BaseException):
+            self._reports.tell(
+                f"loop {context['message']}"[:60], f"http: {_cut(str(context['message']))}"
+            )
+            return
+        self._reports.tell(
+            f"loop {type(exc).__name__}",
+            f"http: {_cut(str(context['message']))}: {_cut(f'{type(exc).__name__}: {exc}', 200)}",
+            exc,
+        )
+
+    def _accept(self, sock: socket.socket) -> None:
+        """Take the connections waiting on `sock` (BACKLOG at most a turn, as asyncio does)."""
+        for _ in range(BACKLOG):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:  # gone before it was taken
+                continue
+            except OSError as exc:  # out of file handles, or another error that may go on
+                self._stop_accepting(sock, exc)
+                return
+            self._pause = ACCEPT_PAUSE
+            task = self._loop.create_task(self._connection(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _stop_accepting(self, sock: socket.socket, exc: OSError) -> None:
+        """Pause accepting on `sock` (Linux would report it ready again and again), told in a
+        line at most every REPORT_SECONDS; resume after the pause, each pause twice the last."""
+        self._loop.remove_reader(sock)
+        self._resumes[sock] = self._loop.call_later(self._pause, self._resume, sock)
+        self._pause = min(2 * self._pause, ACCEPT_PAUSE_MAX)
+        self.accept_pauses += 1
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EMFILE and self._files is not None:
+            why += f" (the open-file limit is {self._files})"
+        self._reports.tell(
+            f"accept {exc.errno}",
+            f"http: cannot accept connections: {why}: pausing, trying again within "
+            f"{ACCEPT_PAUSE_MAX:g} s",
+        )
+
+    def _resume(self, sock: socket.socket) -> None:
+        del self._resumes[sock]
+        if not self._closing:
+            self._loop.add_reader(sock, self._accept, sock)
+
+    async def _connection(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
+        except OSError:
+            conn.close()
+            return
+        await self._serve(reader, writer)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closing:  # accepted just as the endpoint closes
             writer.close()
             return
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+        self.connections += 1
         try:
-            if len(self._connections) > MAX_CONNECTIONS:
+            if self.connections > self.max_connections:
                 writer.write(
                     _raw(HTTPStatus.SERVICE_UNAVAILABLE, _error_body("too many connections"))
                 )
@@ -477,11 +691,12 @@ class Endpoint:
             await writer.drain()
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass  # the client went away, or the endpoint is closing
-        except Exception as exc:  # a bug: answered, and never a traceback on stderr
+        except Exception as exc:  # a bug: told in a line, answered
+            self.internal_error("serving a connection", exc)
             message = f"internal error: {type(exc).__name__}"
             writer.write(_raw(HTTPStatus.INTERNAL_SERVER_ERROR, _error_body(message)))
         finally:
-            self._connections.discard(task)
+            self.connections -= 1
             if self._closing:
                 writer.close()
             else:
@@ -489,7 +704,7 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        host, port = self._server.sockets[0].getsockname()[:2]
+        host, port = self._sockets[0].getsockname()[:2]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     def close(self) -> None:
@@ -497,11 +712,15 @@ class Endpoint:
 
         async def stop() -> None:
             self._closing = True
-            self._server.close()
-            for task in list(self._connections):
+            for sock in self._sockets:
+                self._loop.remove_reader(sock)
+                sock.close()
+            for resume in self._resumes.values():
+                resume.cancel()
+            await asyncio.sleep(0)  # connections just accepted get their transports first
+            for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
-            await self._server.wait_closed()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import resource
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -84,12 +86,16 @@ def snapshot(served: tuple[Endpoint, Snapshot]) -> Iterator[Snapshot]:
     served[1].stats = STATS
 
 
-@pytest.fixture
-def conn(served: tuple[Endpoint, Snapshot]) -> Iterator[http.client.HTTPConnection]:
-    url = urlsplit(served[0].url)
+def connect(endpoint: Endpoint) -> http.client.HTTPConnection:
+    url = urlsplit(endpoint.url)
     assert url.hostname is not None
     assert url.port is not None
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    return http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+
+
+@pytest.fixture
+def conn(served: tuple[Endpoint, Snapshot]) -> Iterator[http.client.HTTPConnection]:
+    connection = connect(served[0])
     yield connection
     connection.close()
 
@@ -275,6 +281,22 @@ def test_metrics_are_prometheus_text_with_the_snapshot_numbers(
     assert values[("lumu_up", frozenset())] == 1
 
 
+def test_metrics_count_open_connections_and_show_the_cap() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    spare = min(256, hard // 2)  # what the README says is kept for all but connections
+    room = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard - spare)
+    with Endpoint("127.0.0.1:0", Snapshot()) as endpoint:
+        held = [connect(endpoint) for _ in range(3)]
+        for connection in held:  # answered: open on the server's side too
+            assert fetch(connection, "/healthz")[0] == 200
+        values = samples(fetch(held[0], "/metrics")[2].decode())
+        for connection in held:
+            connection.close()
+    assert values[("lumu_http_connections", frozenset())] == 3
+    assert values[("lumu_http_max_connections", frozenset())] == room
+    assert values[("lumu_http_accept_pauses_total", frozenset())] == 0
+
+
 def test_metrics_report_a_broker_outage(
     conn: http.client.HTTPConnection, snapshot: Snapshot
 ) -> None:
@@ -372,6 +394,70 @@ def test_close_stops_serving() -> None:
     endpoint.close()
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection(url.hostname, url.port, timeout=10).request("GET", "/count")
+
+
+# ---------------------------------------------------------------- internal errors
+
+
+def broken() -> Stats:
+    raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+
+BROKEN = "http: internal error answering GET /count: TypeError: unsupported operand type(s) for +: "
+
+
+def test_an_internal_error_is_a_500_and_one_line_on_stderr(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LUMU_DEBUG", raising=False)
+    with Endpoint("127.0.0.1:0", broken) as endpoint:
+        connection = connect(endpoint)
+        for path in ["/count", "/count", "/metrics", "/count"]:  # a 500 closes: http.client reopens
+            status, headers, body = fetch(connection, path)
+            assert (status, headers["Content-Type"]) == (500, "application/json")
+            assert json.loads(body) == {"error": "internal error: TypeError"}
+        connection.close()
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err == f"lumu: {BROKEN}'int' and 'str' (LUMU_DEBUG=1 shows the traceback)\n"  # once
+
+
+def test_lumu_debug_puts_the_traceback_before_the_line(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUMU_DEBUG", "1")
+    told: list[str] = []
+    with Endpoint("127.0.0.1:0", broken, notify=told.append) as endpoint:
+        connection = connect(endpoint)
+        assert fetch(connection, "/count")[0] == 500
+        connection.close()
+    _, err = capfd.readouterr()
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith("TypeError: unsupported operand type(s) for +: 'int' and 'str'\n")
+    assert ", in broken\n" in err
+    assert told == [f"{BROKEN}'int' and 'str'"]  # through notify, without the hint
+
+
+def test_an_error_reaching_the_event_loop_is_one_line(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LUMU_DEBUG", raising=False)
+    done = threading.Event()
+
+    def lost() -> None:
+        raise RuntimeError("a callback lost its way")
+
+    with Endpoint("127.0.0.1:0", Snapshot()) as endpoint:
+        for _ in range(3):
+            endpoint._loop.call_soon_threadsafe(lost)  # as an unexpected error would reach it
+        endpoint._loop.call_soon_threadsafe(done.set)  # after them, in order
+        assert done.wait(10)
+    _, err = capfd.readouterr()
+    assert re.fullmatch(
+        r"lumu: http: Exception in callback .*lost\(\).*: RuntimeError: a callback lost its way "
+        r"\(LUMU_DEBUG=1 shows the traceback\)\n",
+        err,
+    ), err
 
 
 # ---------------------------------------------------------------- /openapi.json

@@ -1,26 +1,31 @@
 """The endpoint against bursts and bad clients: raw sockets on 127.0.0.1, bounded in count and time.
 
 Every refusal is a JSON body with its status; the server keeps answering afterwards, holds its
-connections on one thread, and a fuzz of random and mutated requests never gets a 5xx.
+connections on one thread, and a fuzz of random and mutated requests never gets a 5xx. Under a
+low open-file limit (an endpoint in a child process, 128 files), it says so and keeps going.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import random
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from lumu_cli import server
 from lumu_cli.server import MAX_BODY, MAX_HEAD, MAX_TARGET, Endpoint
-from tests.test_server import STATS, Snapshot
+from tests.test_server import STATS, Snapshot, samples
 
 GET = b"GET /count HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -335,3 +340,123 @@ def test_a_body_of_max_body_bytes_is_dropped_and_one_more_is_413(address: tuple[
         assert got == status
         if status == 413:
             assert body == {"error": "request body too large"}
+
+
+# ---------------------------------------------------------------- a low open-file limit
+
+CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+from lumu_cli.server import Endpoint
+from tests.test_server import Snapshot
+with Endpoint("127.0.0.1:0", Snapshot()) as endpoint:
+    print(endpoint.url, flush=True)
+    sys.stdin.read()  # serving until the test closes stdin
+"""
+CAPPED = "lumu: the open-file limit (ulimit -Hn) is 128: at most 64 connections at once, not 4096"
+PAUSED = (
+    "lumu: http: cannot accept connections: Too many open files (the open-file limit is 128): "
+    "pausing, trying again within 1 s"
+)
+
+
+class Child:
+    """`lumu serve`'s endpoint in a process whose open-file limit is 128, soft and hard."""
+
+    def __init__(self, stderr: Path) -> None:
+        self.stderr_path = stderr
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CHILD], cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr.open("w"), text=True,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        url = urlsplit(self.process.stdout.readline().strip())
+        assert url.hostname is not None, self.stderr()
+        assert url.port is not None
+        self.address = (url.hostname, url.port)
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def wait_for(self, line: str, seconds: float = 10) -> None:
+        until = time.monotonic() + seconds
+        while line not in self.stderr().splitlines():
+            assert time.monotonic() < until, self.stderr()
+            time.sleep(0.05)
+
+    def stop(self) -> str:
+        """Close the endpoint, end the process; its stderr."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        assert self.process.wait(timeout=20) == 0, self.stderr()
+        return self.stderr()
+
+
+@pytest.fixture
+def child(tmp_path: Path) -> Iterator[Child]:
+    started = Child(tmp_path / "stderr")
+    yield started
+    if started.process.poll() is None:
+        started.process.kill()
+        started.process.wait()
+
+
+def answers_again(address: tuple[str, int], seconds: float = 10) -> None:
+    until = time.monotonic() + seconds
+    while True:
+        try:
+            if answers_count(address):
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < until, "/count never answered again"
+        time.sleep(0.1)
+
+
+def test_out_of_file_handles_accepting_pauses_in_a_line_and_resumes(child: Child) -> None:
+    began = time.monotonic()
+    held = []
+    try:
+        for _ in range(300):  # the kernel takes them all; the endpoint runs out of files
+            sock = socket.create_connection(child.address, timeout=10)
+            held.append(sock)
+            sock.sendall(GET)
+        child.wait_for(PAUSED)
+    finally:
+        for sock in held:
+            sock.close()
+    answers_again(child.address)  # by itself, once files are free
+    held = [socket.create_connection(child.address, timeout=10) for _ in range(300)]
+    try:  # out of files again, and closed meanwhile: quietly too
+        for sock in held:
+            sock.sendall(GET)
+        said = child.stop()
+    finally:
+        for sock in held:
+            sock.close()
+    lines = said.splitlines()
+    assert lines[:2] == [CAPPED, PAUSED], said
+    told_again = re.compile(re.escape(PAUSED) + r"; \d+ more like it in the last \d+ s")
+    assert all(told_again.fullmatch(line) for line in lines[2:]), said
+    assert len(lines) <= 3 + (time.monotonic() - began) / server.REPORT_SECONDS, said
+    assert "Traceback" not in said
+
+
+def test_a_low_open_file_limit_caps_connections_and_says_so(child: Child) -> None:
+    held = [http.client.HTTPConnection(*child.address, timeout=10) for _ in range(64)]
+    try:
+        for connection in held:
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().read() == b'{"status": "ok"}'
+        held[0].request("GET", "/metrics")
+        values = samples(held[0].getresponse().read().decode())
+        assert values[("lumu_http_max_connections", frozenset())] == 64
+        assert values[("lumu_http_connections", frozenset())] == 64
+        status, body = status_and_json(exchange(child.address, GET))
+        assert (status, body) == (503, {"error": "too many connections"})
+        held.pop().close()
+        answers_again(child.address)  # one closed: one more is served
+    finally:
+        for connection in held:
+            connection.close()
+    assert child.stop().splitlines() == [CAPPED]

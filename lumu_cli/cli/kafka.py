@@ -341,7 +341,7 @@ def _count(
             from lumu_cli.server import Endpoint
 
             with serve.named():
-                endpoint = Endpoint(serve.address, lambda: tracker.stats)
+                endpoint = Endpoint(serve.address, lambda: tracker.stats, notify=fail)
             resources.enter_context(endpoint)
             fail(f"serving {endpoint.url}/count, /healthz, /metrics and /openapi.json")
         with _Signals(tracker.stop) as signals, view(tracker):
