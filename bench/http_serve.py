@@ -1,27 +1,43 @@
-"""Benchmark `lumu track --serve`'s /count under load, against a bare stdlib HTTP server.
+"""Benchmark `lumu track --serve`'s /count under load, against the same body served by others.
 
 (Named http_serve.py, not http.py: a bench/http.py would shadow the standard library's `http`
 package, both for this script and for mypy, which checks bench/ beside lumu_cli.)
 
-Preloads BENCH_HTTP_PRELOAD (200,000) records into a fresh topic, starts
+Preloads BENCH_HTTP_PRELOAD (200,000) records drawn from a pool of BENCH_HTTP_IPS (100,000)
+addresses (`lumu produce --seed 1`) into a fresh topic, starts
 `lumu track --serve 127.0.0.1:PORT --from-beginning` on it, waits until it has counted them, and
-keeps `lumu produce --rate BENCH_HTTP_RATE (2000)` running so it is tracking while it is asked.
-Then, for BENCH_HTTP_ROUNDS (3) rounds, alternating which goes first, drives for
-BENCH_HTTP_SECONDS (10) s with BENCH_HTTP_CLIENTS (16) keep-alive connections on loopback:
+keeps `lumu produce --rate BENCH_HTTP_RATE (2000)` running from the same pool (the same seed),
+so it is tracking while it is asked and the unique count stays the pool's. Then, for
+BENCH_HTTP_ROUNDS (3) rounds, the order rotated, drives each server for BENCH_HTTP_SECONDS (10)
+s with BENCH_HTTP_CLIENTS (16) keep-alive connections on loopback:
 
-  - lumu: GET /count of `lumu track --serve` (its asyncio endpoint, on a thread of its own in
-    the same process as the consume loop, reading the latest published snapshot);
-  - the baseline: a bare stdlib ThreadingHTTPServer (HTTP/1.1, no logging) in its own process,
-    answering every GET with a constant JSON body of the same size as lumu's /count answer;
-  - the same baseline with TCP_NODELAY (`disable_nagle_algorithm = True`): the stdlib handler
-    writes the headers and the body in two sends, and on a keep-alive connection Nagle's
-    algorithm holds the body back until the client's delayed ACK (about 40 ms on Linux).
+  - lumu: GET /count of `lumu track --serve` (its asyncio endpoint, h11, on a thread of its own
+    in the same process as the consume loop, reading the latest published snapshot);
+  - uvicorn: a minimal ASGI app that answers every request with lumu's /count body (the same
+    bytes, fetched once), `uvicorn.run(app, access_log=False)`, one process of its own. It
+    takes the fastest loop and parser installed (uvloop and httptools with uvicorn[standard];
+    printed); with plain uvicorn, asyncio and h11, as lumu;
+  - stdlib: a bare ThreadingHTTPServer (HTTP/1.1, no logging), the same body, with TCP_NODELAY
+    (`disable_nagle_algorithm = True`) as asyncio sets it on every connection, in its own
+    process;
+  - stdlib-nagle, for context: the same without TCP_NODELAY. Its handler writes the head and
+    the body in two sends, and on a keep-alive connection Nagle's algorithm holds the body back
+    until the client's delayed ACK (about 40 ms on Linux).
 
-The load comes from `wrk -c16 -t2 -d10s --latency` when wrk is installed (apt-get install wrk),
-otherwise (or with BENCH_HTTP_CLIENT=python) from 16 Python threads, each with one
-http.client.HTTPConnection, bounded in time and in requests. Prints requests/s and p50/p99
-latency (medians over the rounds) and the ratio lumu/baseline, and whether tracking kept up:
-records lumu counted during each load against records produced (the topic's end offsets).
+The headline is lumu against the stronger of uvicorn and stdlib (both like for like, neither
+tracking anything meanwhile); the other follows, then stdlib-nagle.
+
+The load comes from BENCH_HTTP_CLIENTS Python threads, each with one http.client connection,
+bounded in time and in requests, which read and check every answer: 200, and JSON that is the
+body served (the baselines), or lumu's count of the pool with at least the preloaded messages.
+With BENCH_HTTP_CLIENT=wrk (and wrk installed), `wrk -c16 -t2 -d10s --latency` instead, which
+is lighter on the CPU the servers share; it checks statuses and sockets, not bodies.
+
+Prints requests/s and p50/p99 latency (medians over the rounds) and the ratios. Checks (FAIL and
+exit 1 when one does not hold): every answer as above, none failed; tracking kept up: right
+after each load lumu's count was at most 2 s of records behind the topic's end, and after the
+producer stops it catches up with every record; its final summary counts every record of the
+topic and the pool's unique IPs.
 
 Usage: python bench/http_serve.py   (env: the BENCH_HTTP_* knobs above, LUMU_BENCH_BOOTSTRAP)
 """
@@ -29,6 +45,8 @@ Usage: python bench/http_serve.py   (env: the BENCH_HTTP_* knobs above, LUMU_BEN
 from __future__ import annotations
 
 import http.client
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -44,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from figures import check, ratio, readme
 from kafka_bench import (
     LUMU,
     broker,
@@ -63,6 +82,7 @@ from kafka_bench import (
 
 HOST = "127.0.0.1"
 MAX_REQUESTS_PER_CLIENT = 2_000_000  # the Python client's bound beside the time bound
+BEHIND_SECONDS = 2  # tracking kept up: at most this many seconds of records behind after a load
 
 BASELINE_SERVER = """
 import sys
@@ -90,6 +110,23 @@ class Server(ThreadingHTTPServer):
 Server(("127.0.0.1", port), Handler).serve_forever()
 """
 
+UVICORN_SERVER = """
+import sys
+import uvicorn
+
+port, body = int(sys.argv[1]), sys.argv[2].encode()
+start = {"type": "http.response.start", "status": 200, "headers": [
+    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+answer = {"type": "http.response.body", "body": body}
+
+async def app(scope, receive, send):
+    await send(start)
+    await send(answer)
+
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+            lifespan="off")
+"""
+
 
 @dataclass
 class Load:
@@ -97,7 +134,11 @@ class Load:
     p50_ms: float
     p99_ms: float
     requests: int
-    errors: int
+    errors: int  # connections that failed, answers that were not 200
+    wrong: int = 0  # answers that were 200 with a body not as expected
+
+
+Valid = Callable[[bytes], bool]
 
 
 def free_port() -> int:
@@ -137,7 +178,8 @@ def _ms(text: str) -> float:
     return float(match[1]) * _UNITS[match[2]]
 
 
-def wrk(port: int, clients: int, seconds: int) -> Load:
+def wrk(port: int, clients: int, seconds: int, _valid: Valid) -> Load:
+    """The load from wrk: statuses and sockets checked, bodies not."""
     cmd = ["wrk", f"-c{clients}", "-t2", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     out = subprocess.run(
         [*cmd, f"http://{HOST}:{port}/count"],
@@ -157,10 +199,10 @@ def wrk(port: int, clients: int, seconds: int) -> Load:
     return Load(float(rate[1]), _ms(latency["50"]), _ms(latency["99"]), int(done[1]), errors)
 
 
-def threads(port: int, clients: int, seconds: int) -> Load:
-    """The fallback load: `clients` threads, each with one keep-alive connection."""
+def threads(port: int, clients: int, seconds: int, valid: Valid) -> Load:
+    """`clients` threads, each with one keep-alive connection; every answer checked."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
+    errors, wrong = [0] * clients, [0] * clients
     start = threading.Barrier(clients + 1)
     deadline = 0.0
 
@@ -173,15 +215,17 @@ def threads(port: int, clients: int, seconds: int) -> Load:
             try:
                 conn.request("GET", "/count")
                 response = conn.getresponse()
-                response.read()
-                if response.status != 200:
-                    errors[index] += 1
+                body = response.read()
             except (OSError, http.client.HTTPException):
                 errors[index] += 1
                 conn.close()
                 conn = http.client.HTTPConnection(HOST, port, timeout=5)
                 continue
             mine.append(clock() - began)
+            if response.status != 200:
+                errors[index] += 1
+            elif not valid(body):
+                wrong[index] += 1
         conn.close()
 
     workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
@@ -200,32 +244,76 @@ def threads(port: int, clients: int, seconds: int) -> Load:
     def pct(q: float) -> float:
         return every[min(len(every) - 1, int(q * len(every)))] * 1000
 
-    return Load(len(every) / wall, pct(0.50), pct(0.99), len(every), sum(errors))
+    return Load(len(every) / wall, pct(0.50), pct(0.99), len(every), sum(errors), sum(wrong))
 
 
 TARGETS = {  # name -> label
     "lumu": "lumu track --serve",
-    "stdlib": "stdlib server (baseline)",
-    "nodelay": "stdlib server, TCP_NODELAY",
+    "uvicorn": "uvicorn, minimal ASGI app",
+    "stdlib": "stdlib server, TCP_NODELAY",
+    "stdlib-nagle": "stdlib server, Nagle on",
 }
+LIKE_FOR_LIKE = ("uvicorn", "stdlib")
+
+
+def uvicorn_build() -> str:
+    """uvicorn's version, and the loop and parser its "auto" picks here."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn {importlib.metadata.version('uvicorn')}, {loop} and {parser}"
+
+
+@dataclass
+class Setting:
+    """What the rounds need: where each server listens, the body, the load, the checks."""
+
+    bootstrap: str
+    topic: str
+    ports: dict[str, int]
+    body: bytes
+    rate: int
+    ips: int
+    preloaded: int
+    rounds: int
+    seconds: int
+    clients: int
+    drive: Callable[[int, int, int, Valid], Load]
+    logs: Path
+
+    def valid(self, name: str) -> Valid:
+        """The check of a body `name` answered."""
+        if name != "lumu":
+            return self.body.__eq__
+        ips, preloaded = self.ips, self.preloaded
+
+        def counted(body: bytes) -> bool:
+            answer = json.loads(body)
+            return bool(answer["unique_ips"] == ips and answer["messages"] >= preloaded)
+
+        return counted
 
 
 def main() -> None:
     preloaded = env_int("BENCH_HTTP_PRELOAD", 200_000)
+    ips = env_int("BENCH_HTTP_IPS", 100_000)
     rate = env_int("BENCH_HTTP_RATE", 2000)
     rounds = env_int("BENCH_HTTP_ROUNDS", 3)
     seconds = env_int("BENCH_HTTP_SECONDS", 10)
     clients = env_int("BENCH_HTTP_CLIENTS", 16)
-    use_wrk = shutil.which("wrk") is not None and os.environ.get("BENCH_HTTP_CLIENT") != "python"
-    drive = wrk if use_wrk else threads
+    use_wrk = shutil.which("wrk") is not None and os.environ.get("BENCH_HTTP_CLIENT") == "wrk"
     client = f"wrk -c{clients} -t2" if use_wrk else f"{clients} Python threads (http.client)"
     print(machine())
+    print(f"baselines: {uvicorn_build()}; {sys.version.split()[0]}'s http.server")
     logs = Path(tempfile.mkdtemp(prefix="lumu-bench-http-"))
     try:
         with broker() as bootstrap:
             topic = fresh_name("bench-http")
-            load = preload(bootstrap, topic, preloaded)
-            print(f"preload: {load.summary['delivered']:,} records into {topic}", flush=True)
+            load = preload(bootstrap, topic, preloaded, ips=ips)
+            distinct = load.summary["distinct_ips"]
+            print(f"preload: {load.summary['delivered']:,} records into {topic}, {distinct:,} "
+                  f"distinct IPs", flush=True)  # fmt: skip
+            check(distinct == ips, f"the preload used {distinct:,} of the pool's {ips:,} "
+                  "addresses: too few records for BENCH_HTTP_IPS")  # fmt: skip
             ports = {name: free_port() for name in TARGETS}
             track = [
                 LUMU, "track", "--serve", f"{HOST}:{ports['lumu']}", "--from-beginning",
@@ -244,104 +332,147 @@ def main() -> None:
                     )
 
                 wait_for("lumu track to count the preload", counted_preload, timeout=180)
-                if tracker.poll() is not None:
-                    raise SystemExit(f"FAIL: lumu track exited:\n{_tail(logs / 'track.err')}")
+                check(tracker.poll() is None, f"lumu track exited:\n{_tail(logs / 'track.err')}")
                 print(f"lumu track counted the preload in {time.perf_counter() - began:.1f} s "
                       f"(process start-up included)", flush=True)  # fmt: skip
-                body = get(ports["lumu"])[1].decode()
-                runs, kept = run_rounds(
-                    bootstrap, topic, ports, body, rate, rounds, seconds, clients, drive, logs
-                )
+                body = get(ports["lumu"])[1]
+                setting = Setting(
+                    bootstrap, topic, ports, body, rate, ips, preloaded, rounds, seconds,
+                    clients, wrk if use_wrk else threads, logs,
+                )  # fmt: skip
+                runs, kept = run_rounds(setting)
                 out, _ = stop(tracker)
             final = summary_of(out)
+            ends = sum(end_offsets(bootstrap, topic).values())
     finally:
         shutil.rmtree(logs, ignore_errors=True)
+    check(
+        final["messages"] == ends and final["unique_ips"] == ips,
+        f"lumu track's final count: {final['messages']:,} messages and {final['unique_ips']:,} "
+        f"unique IPs; the topic holds {ends:,} records from a pool of {ips:,}",
+    )
+    report(runs, kept, final, body, client, setting)
 
-    print(f"\nGET /count, {clients} keep-alive clients ({client}), {seconds} s each, "
-          f"median of {rounds} rounds; body {len(body)} bytes")  # fmt: skip
+
+def report(
+    runs: dict[str, list[Load]],
+    kept: list[str],
+    final: dict[str, Any],
+    body: bytes,
+    client: str,
+    setting: Setting,
+) -> None:
+    print(f"\nGET /count, {setting.clients} keep-alive clients ({client}), {setting.seconds} s "
+          f"each, median of {setting.rounds} rounds; body {len(body)} bytes; every answer "
+          f"checked")  # fmt: skip
     rps = {name: median([r.requests_per_s for r in loads]) for name, loads in runs.items()}
+    p99 = {name: median([r.p99_ms for r in loads]) for name, loads in runs.items()}
     for name, label in TARGETS.items():
         p50 = median([r.p50_ms for r in runs[name]])
-        p99 = median([r.p99_ms for r in runs[name]])
-        errors = sum(r.errors for r in runs[name])
+        done = sum(r.requests for r in runs[name])
         print(f"  {label:<28} {rps[name]:>9,.0f} requests/s  p50 {p50:7.2f} ms  "
-              f"p99 {p99:7.2f} ms  errors {errors}")  # fmt: skip
-    print(f"  ratio lumu/stdlib baseline: {rps['lumu'] / rps['stdlib']:.2f}x requests/s")
-    print(f"  ratio lumu/stdlib with TCP_NODELAY: {rps['lumu'] / rps['nodelay']:.2f}x requests/s")
-    print(f"tracking while loaded (lumu produce --rate {rate}):")
+              f"p99 {p99[name]:7.2f} ms  ({done:,} answers)")  # fmt: skip
+    strongest = max(LIKE_FOR_LIKE, key=lambda name: rps[name])
+    other = next(name for name in LIKE_FOR_LIKE if name != strongest)
+    lumu = rps["lumu"]
+    print(f"  {ratio(lumu, rps[strongest], TARGETS[strongest], 'headline: the stronger')}")
+    print(f"  {ratio(lumu, rps[other], TARGETS[other])}")
+    print(f"  {ratio(lumu, rps['stdlib-nagle'], TARGETS['stdlib-nagle'], 'context')}")
+    print(f"tracking while loaded (lumu produce --rate {setting.rate}, the same pool):")
     for line in kept:
         print(f"  {line}")
     print(f"  lumu track's summary at the end: {json.dumps(final)}")
 
+    def served(name: str) -> str:
+        return f"{rps[name]:,.0f} req/s, p99 {p99[name]:.1f} ms"
 
-def run_rounds(
-    bootstrap: str,
-    topic: str,
-    ports: dict[str, int],
-    body: str,
-    rate: int,
-    rounds: int,
-    seconds: int,
-    clients: int,
-    drive: Callable[[int, int, int], Load],
-    logs: Path,
-) -> tuple[dict[str, list[Load]], list[str]]:
+    readme(
+        [f"`http_serve.py`: `GET /count` ({len(body)} bytes), {setting.clients} keep-alive "
+         f"clients, while tracking {setting.rate:,} records/s, the asyncio endpoint",
+         served("lumu"), f"{TARGETS[strongest]} (the same body): {served(strongest)}",
+         f"{lumu / rps[strongest]:.2f}x"],
+        ["", "", f"{TARGETS[other]}: {served(other)}", f"{lumu / rps[other]:.2f}x"],
+        ["", "", f"{TARGETS['stdlib-nagle']} (40 ms delayed ACKs): {served('stdlib-nagle')}",
+         f"{lumu / rps['stdlib-nagle']:.2f}x"],
+    )  # fmt: skip
+
+
+def run_rounds(setting: Setting) -> tuple[dict[str, list[Load]], list[str]]:
     """The rotating load rounds, with the producer and the baseline servers running."""
-
-    def baseline(name: str, nodelay: bool) -> list[str]:
-        code = [sys.executable, "-I", "-c", BASELINE_SERVER]
-        return [*code, str(ports[name]), body, "1" if nodelay else "0"]
-
+    ports, logs, body = setting.ports, setting.logs, setting.body.decode()
+    servers = {
+        "uvicorn": [sys.executable, "-c", UVICORN_SERVER, str(ports["uvicorn"]), body],
+        "stdlib": [sys.executable, "-I", "-c", BASELINE_SERVER, str(ports["stdlib"]), body, "1"],
+        "stdlib-nagle": [
+            sys.executable, "-I", "-c", BASELINE_SERVER, str(ports["stdlib-nagle"]), body, "0"
+        ],
+    }  # fmt: skip
     produce = [
-        LUMU, "produce", "--rate", str(rate), "--ips", "100000", "--invalid-ratio", "0.01",
-        "-t", topic, "-b", bootstrap,
+        LUMU, "produce", "--rate", str(setting.rate), "--ips", str(setting.ips), "--seed", "1",
+        "--invalid-ratio", "0.01", "-t", setting.topic, "-b", setting.bootstrap,
     ]  # fmt: skip
     runs: dict[str, list[Load]] = {name: [] for name in TARGETS}
     kept: list[str] = []
     with (
         (logs / "base.err").open("w") as base_err,
         (logs / "produce.err").open("w") as produce_err,
-        spawned(baseline("stdlib", False), stderr=base_err) as base,
-        spawned(baseline("nodelay", True), stderr=base_err) as nodelay,
+        spawned(servers["uvicorn"], stderr=base_err) as uvicorn,
+        spawned(servers["stdlib"], stderr=base_err) as nodelay,
+        spawned(servers["stdlib-nagle"], stderr=base_err) as nagle,
         spawned(produce, stdout=subprocess.PIPE, stderr=produce_err) as producer,
     ):
-        for name, proc in (("stdlib", base), ("nodelay", nodelay)):
+        for name, proc in (("uvicorn", uvicorn), ("stdlib", nodelay), ("stdlib-nagle", nagle)):
             wait_for(name, lambda p=proc, n=name: p.poll() is not None or _up(ports[n]), 30)
-            if proc.poll() is not None:
-                raise SystemExit(f"FAIL: a baseline server exited:\n{_tail(logs / 'base.err')}")
+            check(proc.poll() is None, f"the {name} server exited:\n{_tail(logs / 'base.err')}")
+            check(get(ports[name]) == (200, setting.body), f"{name} does not serve the body")
         time.sleep(3)  # the producer at its steady rate
-        if producer.poll() is not None:
-            raise SystemExit(f"FAIL: lumu produce exited:\n{_tail(logs / 'produce.err')}")
-        for r, order in rotations(list(TARGETS), rounds):
+        check(producer.poll() is None, f"lumu produce exited:\n{_tail(logs / 'produce.err')}")
+        for r, order in rotations(list(TARGETS), setting.rounds):
             line = []
             for name in order:
-                if name == "lumu":
-                    ends0 = sum(end_offsets(bootstrap, topic).values())
-                    seen0 = _messages(ports[name])
-                    result = drive(ports[name], clients, seconds)
-                    ends1 = sum(end_offsets(bootstrap, topic).values())
-                    seen1 = _messages(ports[name])
-                    kept.append(
-                        f"round {r + 1}: counted {seen1 - seen0:,} of {ends1 - ends0:,} produced "
-                        f"during the load; lag right after it {ends1 - seen1:,}"
-                    )
-                else:
-                    result = drive(ports[name], clients, seconds)
+                result, note = one_load(setting, name)
+                if note:
+                    kept.append(f"round {r + 1}: {note}")
                 runs[name].append(result)
                 line.append(f"{name} {result.requests_per_s:,.0f}/s p99 {result.p99_ms:.2f} ms")
-            print(f"round {r + 1}/{rounds}: {', '.join(line)}", flush=True)
+            print(f"round {r + 1}/{setting.rounds}: {', '.join(line)}", flush=True)
         out, _ = stop(producer)
         produced = summary_of(out)
-    ends = sum(end_offsets(bootstrap, topic).values())
+    ends = sum(end_offsets(setting.bootstrap, setting.topic).values())
     began = time.perf_counter()
     try:
         wait_for("lumu track to catch up", lambda: _messages(ports["lumu"]) >= ends, timeout=60)
-        kept.append(f"after the producer stopped, caught up with all {ends:,} records in "
-                    f"{time.perf_counter() - began:.1f} s")  # fmt: skip
     except TimeoutError:
-        kept.append(f"did NOT catch up with {ends:,} records within 60 s")
+        check(False, f"lumu track did not catch up with {ends:,} records within 60 s")
+    kept.append(f"after the producer stopped, caught up with all {ends:,} records in "
+                f"{time.perf_counter() - began:.1f} s")  # fmt: skip
     kept.append(f"lumu produce's summary: rate {produced['rate']}, sent {produced['sent']:,}")
     return runs, kept
+
+
+def one_load(setting: Setting, name: str) -> tuple[Load, str]:
+    """One load on one server, checked; for lumu, a line on how tracking kept up."""
+    port, note = setting.ports[name], ""
+    if name == "lumu":
+        ends0, seen0 = sum(end_offsets(setting.bootstrap, setting.topic).values()), _messages(port)
+    result = setting.drive(port, setting.clients, setting.seconds, setting.valid(name))
+    check(
+        result.errors == 0 and result.wrong == 0,
+        f"{name}: {result.errors:,} requests failed or were not 200, {result.wrong:,} answers "
+        f"were not the body expected, of {result.requests:,}",
+    )
+    if name == "lumu":
+        ends1 = sum(end_offsets(setting.bootstrap, setting.topic).values())
+        seen1 = _messages(port)
+        behind, allowed = ends1 - seen1, BEHIND_SECONDS * setting.rate
+        check(
+            behind <= allowed,
+            f"lumu track fell behind: {behind:,} records behind the topic's end right after a "
+            f"load (at most {allowed:,}, {BEHIND_SECONDS} s of records)",
+        )
+        note = (f"counted {seen1 - seen0:,} of {ends1 - ends0:,} produced during the load; "
+                f"{behind:,} behind right after it (at most {allowed:,})")  # fmt: skip
+    return result, note
 
 
 def _tail(path: Path) -> str:
