@@ -65,34 +65,19 @@ from kafka_bench import (
     env_int,
     fresh_name,
     lumu,
-    lumu_settings,
     machine,
     median,
     preload,
     rotations,
     run_main,
+    track_settings,
     warm_up,
 )
 
-from lumu_cli import kafka_io, tracker
+from lumu_cli import tracker
 
 CONSUME_TIMEOUT = 300.0  # a reader that has not finished by then has failed
 READERS = str(Path(readers.__file__).resolve())
-# lumu's settings that belong to lumu alone: its group, its health view's statistics
-NOT_FOR_BASELINES = {"group.id", "bootstrap.servers", "statistics.interval.ms", "log_level"}
-
-
-def baseline_settings() -> dict[str, Any]:
-    """The librdkafka settings `lumu track -e --from-beginning` gives its consumer."""
-
-    def make() -> object:
-        config = kafka_io.client_config("localhost:9092")
-        return kafka_io.Consumed(
-            config, "t", "g", from_beginning=True, durable=True, to_the_end=True
-        )
-
-    settings = lumu_settings("Consumer", make)
-    return {k: v for k, v in settings.items() if k not in NOT_FOR_BASELINES and not callable(v)}
 
 
 @dataclass
@@ -166,7 +151,7 @@ def main() -> None:
         f"bench/readers.py reads batches of {readers.BATCH} waiting {readers.WAIT} s; "
         f"lumu track -e, {tracker.BATCH} and {tracker.END_POLL_SECONDS} s",
     )
-    settings = baseline_settings()
+    settings = track_settings()
     print(f"(b), (a), (f) take lumu's consumer settings: {json.dumps(settings)}")
     bytecode()
     with broker() as bootstrap:

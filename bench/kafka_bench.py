@@ -10,7 +10,8 @@
 - `spawned()`: a background process that is always terminated (SIGTERM, then SIGKILL).
 - `run_main()`: runs a script's main; Ctrl-C or SIGTERM end it with status 130, cleaned up.
 - `fresh_consumer()`: a consumer in a fresh group from the earliest offset, telling partition ends.
-- `lumu_settings()`: the librdkafka settings lumu gives a client, for the baselines to take.
+- `lumu_settings()`: the librdkafka settings lumu gives a client, for the baselines to take;
+  `track_settings()`: those of `lumu track -e --from-beginning`'s consumer.
 - `children_cpu()`: the CPU seconds (user + system) of the waited-for child processes so far.
 - `bytecode()`: lumu's modules compiled, as an install leaves them (see below).
 - `median`, `rotations`, `env_int`, `fresh_name`, `end_offsets`, `delete_topics`.
@@ -332,6 +333,25 @@ def lumu_settings(kind: str, make: Callable[[], object]) -> dict[str, Any]:
             settings: dict[str, Any] = made.args[0]
             return settings
     raise RuntimeError(f"lumu made no {kind}")
+
+
+# lumu's consumer settings that belong to lumu alone: its group, its health view's statistics
+NOT_FOR_BASELINES = {"group.id", "bootstrap.servers", "statistics.interval.ms", "log_level"}
+
+
+def track_settings() -> dict[str, Any]:
+    """The librdkafka settings `lumu track -e --from-beginning` gives its consumer, but for its
+    group, its callbacks and the statistics its health view reads."""
+    from lumu_cli import kafka_io
+
+    def make() -> object:
+        config = kafka_io.client_config("localhost:9092")
+        return kafka_io.Consumed(
+            config, "t", "g", from_beginning=True, durable=True, to_the_end=True
+        )
+
+    settings = lumu_settings("Consumer", make)
+    return {k: v for k, v in settings.items() if k not in NOT_FOR_BASELINES and not callable(v)}
 
 
 def children_cpu() -> float:
