@@ -89,6 +89,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, body, nodelay = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3] == "1"
+backlog = int(sys.argv[4]) if len(sys.argv) > 4 else 5  # 5: socketserver's default
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -106,6 +107,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = backlog
 
 Server(("127.0.0.1", port), Handler).serve_forever()
 """
