@@ -273,6 +273,11 @@ class Tally:
             if partition not in self.local and len(part.ips) != part.saved_unique
         ]
 
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Forget what is known of `partitions`, followed ones (to read their snapshots again)."""
+        for partition in partitions:
+            self._drop(partition)
+
     def clear(self) -> None:
         """Forget every partition (to read the state again)."""
         self.partitions.clear()

@@ -6,8 +6,11 @@
   - start: a partition with no snapshot gets one at once, at the offset it starts from;
   - commit: every commit interval, the pieces that changed and each partition's meta are written
     in one transaction with the group's offsets (the snapshot's offsets are the truth);
-  - rebalance: revoked partitions are committed before they are given up; lost ones are not,
-    and everything is read again from the topic, as at a restart;
+  - rebalance: revoked partitions are committed before they are given up (if that fails, what
+    is known of them is read again from the topic); lost ones are not committed, and everything
+    is read again from the topic, as at a restart;
+  - fencing: a commit the group coordinator refuses (this member's generation is no longer the
+    group's: a zombie) is aborted whole, told, and counted in `commits_refused`;
   - follow: snapshots of the partitions counted elsewhere are read as they commit, so every
     instance shows the union over all partitions.
 """
@@ -33,6 +36,7 @@ from lumu_cli.kafka_io import (
     StateReader,
     StateRow,
     Transactions,
+    check_state_topic,
     delete_group,
     ensure_state_topic,
     group_members,
@@ -45,6 +49,16 @@ __all__ = ["Durable", "Ephemeral", "SavedTopic", "describe", "reset", "state_top
 
 CATCH_UP_SECONDS = 120.0  # an open transaction of a killed instance ends within its timeout
 
+# How librdkafka words the group coordinator's refusal of a fenced member's offsets (KIP-447):
+# ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID. Not REBALANCE_IN_PROGRESS: through
+# a cooperative rebalance the member may keep its partitions, and its next commit goes in.
+# (kafka_io could tell it by error code instead: CommitFailed carries only librdkafka's text.)
+_FENCED = (
+    "Broker: Specified group generation id is not valid",
+    "Broker: Unknown member",
+    "Broker: Static consumer fenced by other consumer with same group.instance.id",
+)
+
 
 def state_topic(group: str) -> str:
     """The compacted topic that holds `group`'s state."""
@@ -55,7 +69,16 @@ def _now() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
-_passed: Counter[str] = Counter()
+_passed: Counter[tuple[str, str]] = Counter()
+
+
+def _reached(variable: str, name: str) -> bool:
+    """Whether this pass of point `name` is the one `variable`=name[@N] names (default: 1st)."""
+    point, _, nth = os.environ.get(variable, "").partition("@")
+    if point != name:
+        return False
+    _passed[variable, name] += 1
+    return _passed[variable, name] == int(nth or 1)
 
 
 def crash_point(name: str) -> None:
@@ -64,11 +87,18 @@ def crash_point(name: str) -> None:
     Points: before-first-commit, mid-commit (a transaction written, not committed),
     during-restore. With @N, the Nth time the point is passed (default: the first).
     """
-    point, _, nth = os.environ.get("LUMU_CRASH_AT", "").partition("@")
-    if point == name:
-        _passed[name] += 1
-        if _passed[name] == int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+    if _reached("LUMU_CRASH_AT", name):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_point(name: str) -> None:
+    """Stop the whole process (SIGSTOP, as a long pause would) where LUMU_PAUSE_AT=name[@N]
+    says, until SIGCONT: the zombie test's hook.
+
+    Point: commit (a state commit with something to write, before the transaction starts).
+    """
+    if _reached("LUMU_PAUSE_AT", name):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _crash_hook() -> Callable[[str], None] | None:
@@ -141,6 +171,7 @@ class Durable:
         self._failures: set[str] = set()
         self._alone = False
         self.restore_seconds = 0.0
+        self.commits_refused = 0  # commits aborted because this member had been fenced
 
     def restore(self) -> None:
         """Read every snapshot in the state topic (the time it took is told, and kept)."""
@@ -185,14 +216,17 @@ class Durable:
         committed = self._commit(mine)
         for partition in mine:
             self.tally.give(partition)
-        if not committed:  # what was counted since the last commit is not in any snapshot
-            self._reload()
+        if not committed:  # what was counted of them since their last commit is in no snapshot
+            self.notify(
+                f"partition(s) {_listed(mine)} given up without their last commit; their next "
+                "owner counts them again from their last snapshot"
+            )
+            self._read_again(mine)
 
     def lost(self, partitions: list[int]) -> None:
         """Not committed (others may own them already): read the state again, as at a restart."""
         self.notify(
-            f"partition(s) {', '.join(map(str, sorted(partitions)))} lost (session timed out?); "
-            "reading the state again"
+            f"partition(s) {_listed(partitions)} lost (session timed out?); reading the state again"
         )
         self._alone = False
         self._reload()
@@ -245,10 +279,18 @@ class Durable:
         if not records:
             return True
         offsets = {p: self.tally.partitions[p].next_offset for p in partitions}
+        pause_point("commit")
         try:
             self._writer.commit(records, offsets, self.source)
         except CommitFailed as exc:
-            if str(exc) not in self._failures:
+            if any(reason in str(exc) for reason in _FENCED):
+                self.commits_refused += 1
+                self.notify(
+                    "state commit refused: this member was fenced by a newer generation of group "
+                    f"{self.source.group!r}; its snapshot of partition(s) {_listed(partitions)} "
+                    "was aborted, nothing written"
+                )
+            elif str(exc) not in self._failures:
                 self._failures.add(str(exc))
                 self.notify(f"state commit failed, will retry: {exc}")
             return False
@@ -271,13 +313,32 @@ class Durable:
         for rows in self._reader.to_end(self.timeout, CATCH_UP_SECONDS):
             crash_point("during-restore")
             self._apply(rows)
-        if problems := self.tally.check():
-            raise StateError(f"state topic {self.name!r} is inconsistent: {problems[0]}")
+        _check_consistent(self.name, self.tally)
 
     def _reload(self) -> None:
         self.tally.clear()
         self._reader.rewind()
         self.restore()
+
+    def _read_again(self, partitions: list[int]) -> None:
+        """Forget `partitions` and read their snapshots again (those counted here are kept)."""
+        self.tally.forget(partitions)
+        self._reader.rewind()
+        self._catch_up()
+
+
+def _listed(partitions: Iterable[int]) -> str:
+    return ", ".join(map(str, sorted(partitions)))
+
+
+def _check_consistent(name: str, tally: Tally) -> None:
+    """StateError if a followed snapshot does not add up: a restore and `lumu state` both refuse.
+
+    (A partition's pieces hold another number of addresses than its meta says: pieces lost, or
+    written under another partition's key.)
+    """
+    if problems := tally.check():
+        raise StateError(f"state topic {name!r} is inconsistent: {problems[0]}")
 
 
 def _decoded(name: str, row: StateRow) -> StateRecord:
@@ -320,10 +381,15 @@ def _read_all(config: dict[str, str], group: str, timeout: float) -> list[StateR
 
 
 def describe(config: dict[str, str], group: str, timeout: float) -> list[SavedTopic]:
-    """Every partition's saved snapshot in `group`'s state topic, by tracked topic."""
+    """Every partition's saved snapshot in `group`'s state topic, by tracked topic.
+
+    StateError where a restoring instance would refuse it: not compacted, not lumu's, another
+    format, or inconsistent.
+    """
     name = state_topic(group)
     if not topic_exists(config, name, timeout):
         raise StateError(f"group {group!r} has no saved state (no topic {name!r})")
+    check_state_topic(config, name, timeout)  # as ensure_state_topic does for an instance
     rows = _read_all(config, group, timeout)
     records = [_decoded(name, row) for row in rows]
     sizes: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> its records' sizes
@@ -334,6 +400,7 @@ def describe(config: dict[str, str], group: str, timeout: float) -> list[SavedTo
     for topic in sorted({record.topic for record in records}):
         tally = Tally()
         tally.read(topic, (record for record in records if record.topic == topic))
+        _check_consistent(name, tally)
         partitions = []
         for partition, part in sorted(tally.partitions.items()):
             mine = sizes.get((topic, partition), [])
