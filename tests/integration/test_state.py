@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from lumu_cli.snapshots import Meta, decode
 from tests.integration.helpers import (
     LUMU,
     count_when,
@@ -39,9 +43,11 @@ FAST_SESSION = ("-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=10
 SERVE = ("serve", "127.0.0.1:0", "--from-beginning", "--commit-interval", "0.3", *FAST_SESSION)
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+def create_topic(
+    bootstrap: str, topic: str, partitions: int, config: dict[str, str] | None = None
+) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures die with it
-    admin.create_topics([NewTopic(topic, partitions)])[topic].result(timeout=30)
+    admin.create_topics([NewTopic(topic, partitions, config=config or {})])[topic].result(30)
 
 
 def produce(bootstrap: str, topic: str, count: int, seed: int) -> None:
@@ -92,6 +98,50 @@ def assert_state_exact(bootstrap: str, topic: str, group: str, ref: Reference) -
 def partitions_here(url: str) -> set[int]:
     _, _, body = get(f"{url}/count")
     return {p["partition"] for p in json.loads(body)["partitions"] if p["owner"] == "here"}
+
+
+def state_rows(bootstrap: str, state: str) -> list[tuple[bytes, bytes | None]]:
+    """The committed records of a state topic, in order (read_committed, by a plain consumer)."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
+        "isolation.level": "read_committed", "enable.partition.eof": True,
+        "enable.auto.commit": False,
+    })  # fmt: skip
+    try:
+        consumer.assign([TopicPartition(state, 0, OFFSET_BEGINNING)])
+        rows: list[tuple[bytes, bytes | None]] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1000, 1.0):
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    return rows
+                assert error is None, error
+                key = message.key()
+                assert key is not None
+                rows.append((key, message.value()))
+        raise AssertionError(f"{state!r} not read to its end")
+    finally:
+        consumer.close()
+
+
+def assert_snapshots_never_go_back(bootstrap: str, topic: str) -> None:
+    """Each partition's snapshots, in the order the state topic holds them, only move forward:
+    an older snapshot committed after a newer one (a zombie's) would show as a step back."""
+    offsets: dict[int, list[int]] = {}
+    for key, value in state_rows(bootstrap, f"{topic}-lumu-state"):
+        record = decode(key, value)
+        if isinstance(record.value, Meta):
+            offsets.setdefault(record.partition, []).append(record.value.next_offset)
+    assert offsets
+    for partition, written in offsets.items():
+        assert written == sorted(written), f"partition {partition} went back: {written}"
+
+
+def stopped(process: subprocess.Popen[str]) -> bool:
+    """Whether `process` is stopped (SIGSTOP), as /proc/PID/stat says."""
+    stat = Path(f"/proc/{process.pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
 def killed(process: subprocess.Popen[str]) -> None:
@@ -226,14 +276,16 @@ def test_a_paused_zombie_cannot_overwrite_newer_state_and_rejoins(
     create_topic(bootstrap, topic, 4)
     producer = producing(bootstrap, topic, rate=2000, seconds=16)
     args = (*SERVE, "--group", topic)
-    zombie, url_z = instances.enter_context(running(bootstrap, topic, *args))
+    # The zombie stops itself (SIGSTOP) in its 15th commit, with the snapshot counted and before
+    # its transaction starts: it wakes up, past session.timeout.ms, still sure it owns its
+    # partitions, with a snapshot older than those the other commits meanwhile.
+    paused = {"LUMU_PAUSE_AT": "commit@15"}
+    zombie, url_z = instances.enter_context(running(bootstrap, topic, *args, env=paused))
     other, url_o = instances.enter_context(running(bootstrap, topic, *args))
-    until(lambda: len(partitions_here(url_z)) == 2, "the partitions shared")
-    time.sleep(2)
-    zombie.send_signal(signal.SIGSTOP)  # past session.timeout.ms: the other takes over
+    until(lambda: stopped(zombie), "the zombie paused in a commit")
     until(lambda: partitions_here(url_o) == {0, 1, 2, 3}, "the other owns all", seconds=30)
     time.sleep(2)  # the other commits newer snapshots of the zombie's old partitions
-    zombie.send_signal(signal.SIGCONT)  # it still thinks it owns them, and tries to commit
+    zombie.send_signal(signal.SIGCONT)  # its commit goes on, with its old group generation
     finished(producer)
     ref = reference(bootstrap, topic)
     for url in (url_o, url_z):
@@ -243,8 +295,20 @@ def test_a_paused_zombie_cannot_overwrite_newer_state_and_rejoins(
         process.send_signal(signal.SIGTERM)
         _, said[name] = process.communicate(timeout=60)
         assert process.returncode == 0, said[name]
-    assert "lost (session timed out?); reading the state again" in said["zombie"]
+    lines = said["zombie"].splitlines()
+    refused = [line for line in lines if line.startswith("lumu: state commit refused: ")]
+    assert refused, said["zombie"]  # (a commit racing a later rebalance may be refused too)
+    assert re.fullmatch(
+        "lumu: state commit refused: this member was fenced by a newer generation of group "
+        f"{re.escape(repr(topic))}; its snapshot of partition\\(s\\) [0-3](, [0-3])* was "
+        "aborted, nothing written",
+        refused[0],
+    ), refused[0]
+    lost = [line for line in lines if " lost (session timed out?); reading the state" in line]
+    assert lost, said["zombie"]
+    assert lines.index(refused[0]) < lines.index(lost[0])  # refused before it knew
     assert "Traceback" not in said["zombie"]
+    assert_snapshots_never_go_back(bootstrap, topic)  # nothing of the refused commit was written
     assert_state_exact(bootstrap, topic, topic, ref)
 
 
@@ -281,6 +345,54 @@ def test_an_unusable_state_record_is_one_line_and_exit_3_and_nothing_is_discarde
         assert lines[0].startswith(f"lumu: state topic {state!r} offset ")
         assert expected in lines[0]
         assert done.stdout == ""
+    assert end_offsets(bootstrap, state) == before  # nothing written over it
+
+
+def move_a_piece(bootstrap: str, topic: str) -> None:
+    """Write a v4 piece of partition 0 again under partition 1's key (one partition 1 lacks)."""
+    state = f"{topic}-lumu-state"
+    rows = state_rows(bootstrap, state)
+    theirs = {key for key, _ in rows if key.startswith(f"{topic}/1/v4/".encode())}
+    mine = f"{topic}/0/v4/".encode()
+    key, value = next(
+        (key, value) for key, value in rows
+        if key.startswith(mine) and key.replace(b"/0/", b"/1/", 1) not in theirs
+    )  # fmt: skip
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(state, value, key.replace(b"/0/", b"/1/", 1), partition=0)
+    assert producer.flush(30) == 0
+
+
+@pytest.mark.parametrize("fault", ["inconsistent", "not compacted"])
+def test_lumu_state_refuses_a_state_topic_as_a_restoring_instance_does(
+    bootstrap: str, topic: str, fault: str
+) -> None:
+    create_topic(bootstrap, topic, 2)
+    produce(bootstrap, topic, 2000, seed=11)
+    group, state = topic, f"{topic}-lumu-state"
+    if fault == "inconsistent":
+        done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "-g", group)
+        assert done.returncode == 1, done.stderr
+        move_a_piece(bootstrap, topic)
+        expected = (
+            rf"lumu: state topic {re.escape(repr(state))} is inconsistent: partition 1 holds "
+            r"\d+ unique IPs, its meta says \d+ \(pieces missing\?\)"
+        )
+    else:
+        create_topic(bootstrap, state, 1, {"cleanup.policy": "delete"})
+        expected = (
+            rf"lumu: state topic {re.escape(repr(state))} has cleanup.policy=delete, not compact: "
+            r"its state would be deleted by retention \(set cleanup.policy=compact, or use "
+            r"another group\)"
+        )
+    before = end_offsets(bootstrap, state)
+    said = []
+    for command in (["track", "-e"], ["state"], ["state", "--json"]):
+        done = lumu(bootstrap, topic, *command, "-g", group)
+        assert (done.returncode, done.stdout) == (3, ""), done.stderr
+        assert re.fullmatch(expected, done.stderr.rstrip("\n")), done.stderr
+        said.append(done.stderr)
+    assert said[0] == said[1] == said[2]  # the very line a restoring instance says
     assert end_offsets(bootstrap, state) == before  # nothing written over it
 
 
