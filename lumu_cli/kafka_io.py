@@ -486,6 +486,10 @@ class Consumed:
         """This member's group metadata (generation included), for a transaction's offsets."""
         return self._consumer.consumer_group_metadata()
 
+    def member_id(self) -> str:
+        """This member's id in the group ("" while it has none: not joined, or timed out)."""
+        return self._consumer.memberid() or ""
+
     def committed(self, partitions: Iterable[int], timeout: float) -> dict[int, int]:
         """The group's committed offset of each partition that has one."""
         asked = [TopicPartition(self.topic, p) for p in partitions]
@@ -592,7 +596,22 @@ class Consumed:
 
 
 class CommitFailed(Exception):
-    """A state transaction did not commit (aborted); its records and offsets are not stored."""
+    """A state transaction did not commit (aborted); its records and offsets are not stored.
+
+    `refused`: the group coordinator refused the offsets because this member is no longer in the
+    group's current generation (KIP-447): a zombie, whose partitions others own now.
+    """
+
+    def __init__(self, why: str, *, refused: bool = False) -> None:
+        super().__init__(why)
+        self.refused = refused
+
+
+# The group coordinator's answers to the offsets of a member it has fenced. Not
+# REBALANCE_IN_PROGRESS: through a cooperative rebalance the member may keep its partitions.
+FENCED = frozenset(
+    {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID}
+)
 
 
 TXN_SECONDS = 5.0  # librdkafka's timeout for each step of a state transaction
@@ -668,12 +687,16 @@ class Transactions:
         if source is not None and offsets:
             positions = [TopicPartition(source.topic, p, o) for p, o in sorted(offsets.items())]
             group = source.group_metadata()
+            # librdkafka forgets its member id when its session times out; the coordinator takes
+            # offsets without a member (as from producers before KIP-447) without checking them
+            if not source.member_id():
+                raise CommitFailed(f"not a member of group {source.group!r} now", refused=True)
         self._early.join()
         try:
             producer = self._producer = self._producer or self._start()
         except BrokerError as exc:
             raise CommitFailed(str(exc)) from None
-        outcome: list[tuple[str | None, bool]] = []
+        outcome: list[tuple[KafkaException | None, bool]] = []
         worker = threading.Thread(
             target=lambda: outcome.append(self._transact(producer, records, positions, group)),
             name="lumu-state-commit",
@@ -688,7 +711,7 @@ class Transactions:
         if not usable:
             self._producer = None
         if error is not None:
-            raise CommitFailed(error)
+            raise CommitFailed(_describe(error), refused=error.args[0].code() in FENCED)
 
     def _transact(
         self,
@@ -696,8 +719,8 @@ class Transactions:
         records: Sequence[tuple[bytes, bytes | None]],
         positions: list[TopicPartition],
         group: object,
-    ) -> tuple[str | None, bool]:
-        """One transaction: (None or why it failed, whether the producer can be used again)."""
+    ) -> tuple[KafkaException | None, bool]:
+        """One transaction: (None or its error, whether the producer can be used again)."""
         try:
             producer.begin_transaction()
             for key, value in records:
@@ -715,14 +738,13 @@ class Transactions:
             producer.commit_transaction(TXN_SECONDS)
             return None, True
         except KafkaException as exc:
-            why = _describe(exc)
             if not exc.args[0].fatal():
                 with contextlib.suppress(KafkaException):
                     producer.abort_transaction(TXN_SECONDS)
-                    return why, True
+                    return exc, True
             with contextlib.suppress(KafkaException):  # dropped without waiting for its queue
                 producer.purge()
-            return why, False
+            return exc, False
 
     def close(self) -> None:
         self._early.join()
@@ -732,6 +754,12 @@ class Transactions:
 
 
 StateRow = tuple[int, bytes | None, bytes | None]  # offset, key, value
+
+
+# Errors that waiting will not mend (others, such as a leader moving, librdkafka retries itself)
+_PERMANENT = frozenset(
+    {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED}
+)
 
 
 class StateReader:
@@ -791,14 +819,14 @@ class StateReader:
         records = []
         for message in messages:
             error, partition, offset = message.error(), message.partition(), message.offset()
-            assert partition is not None
-            assert offset is not None
-            if error is None:
-                records.append((offset, message.key(), message.value()))
-                self._at[partition] = offset + 1
-            elif error.code() == KafkaError._PARTITION_EOF:
-                self._at[partition] = offset  # past transaction markers, to the stable end
-            elif error.fatal():
+            if error is None or error.code() == KafkaError._PARTITION_EOF:
+                assert partition is not None
+                assert offset is not None
+                if error is None:
+                    records.append((offset, message.key(), message.value()))
+                    offset += 1
+                self._at[partition] = offset  # at EOF: past transaction markers, to the end
+            elif error.fatal() or error.code() in _PERMANENT:
                 raise StateError(f"reading state topic {self.topic!r}: {error.str()}")
         return records
 

@@ -127,6 +127,11 @@ class _Collector:
         yield GaugeMetricFamily(
             "lumu_up", "1 while a broker answers, 0 while none does.", value=int(stats.healthy)
         )
+        yield CounterMetricFamily(
+            "lumu_commits_refused",
+            "State commits the group coordinator refused: this member had been fenced (a zombie).",
+            value=stats.commits_refused,
+        )
 
 
 class _Serving:

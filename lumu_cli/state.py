@@ -49,16 +49,6 @@ __all__ = ["Durable", "Ephemeral", "SavedTopic", "describe", "reset", "state_top
 
 CATCH_UP_SECONDS = 120.0  # an open transaction of a killed instance ends within its timeout
 
-# How librdkafka words the group coordinator's refusal of a fenced member's offsets (KIP-447):
-# ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, FENCED_INSTANCE_ID. Not REBALANCE_IN_PROGRESS: through
-# a cooperative rebalance the member may keep its partitions, and its next commit goes in.
-# (kafka_io could tell it by error code instead: CommitFailed carries only librdkafka's text.)
-_FENCED = (
-    "Broker: Specified group generation id is not valid",
-    "Broker: Unknown member",
-    "Broker: Static consumer fenced by other consumer with same group.instance.id",
-)
-
 
 def state_topic(group: str) -> str:
     """The compacted topic that holds `group`'s state."""
@@ -118,6 +108,7 @@ class Ephemeral:
 
     def __init__(self, source: Offsets) -> None:
         self.source = source
+        self.commits_refused = 0  # (no commits: the offsets are committed by librdkafka)
 
     def assigned(self, partitions: list[int]) -> dict[int, int]:
         if self.source.from_beginning:  # as kcat -o beginning: committed offsets are not used
@@ -283,7 +274,7 @@ class Durable:
         try:
             self._writer.commit(records, offsets, self.source)
         except CommitFailed as exc:
-            if any(reason in str(exc) for reason in _FENCED):
+            if exc.refused:
                 self.commits_refused += 1
                 self.notify(
                     "state commit refused: this member was fenced by a newer generation of group "

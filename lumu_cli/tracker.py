@@ -46,6 +46,7 @@ class Stats:
     partitions: tuple[PartitionInfo, ...] = ()
     healthy: bool = True
     first_record_at: float | None = None  # seconds after the start (restore and join included)
+    commits_refused: int = 0  # state commits refused because this member had been fenced
 
     @property
     def invalid_total(self) -> int:
@@ -86,6 +87,8 @@ class Source(Protocol):
 
 class Keeper(Protocol):
     """Where the count's state is kept (state.Ephemeral, state.Durable), told of every change."""
+
+    commits_refused: int  # commits the group coordinator refused: this member was a zombie
 
     def assigned(self, partitions: list[int]) -> dict[int, int]: ...
     def revoked(self, partitions: list[int]) -> None: ...
@@ -264,4 +267,5 @@ class Tracker:
             updated_at=format_timestamp(datetime.now(UTC)),
             partitions=tuple(sorted(self._partitions(), key=lambda info: info.partition)),
             healthy=self.source.brokers_up.is_set(),
+            commits_refused=self.keeper.commits_refused if self.keeper else 0,
         )

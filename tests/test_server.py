@@ -40,6 +40,7 @@ STATS = Stats(
         PartitionInfo(4, 70, 70, local=False, as_of="2024-09-18T14:14:08.000Z"),
     ),
     healthy=True,
+    commits_refused=2,
 )
 PARTITIONS = [
     {"partition": 0, "owner": "here", "offset": 100, "lag": 30},
@@ -279,6 +280,7 @@ def test_metrics_are_prometheus_text_with_the_snapshot_numbers(
     }
     assert state_lag == {"3": 45 - 40, "4": 0}  # only the partitions counted elsewhere
     assert values[("lumu_up", frozenset())] == 1
+    assert values[("lumu_commits_refused_total", frozenset())] == 2
 
 
 def test_metrics_count_open_connections_and_show_the_cap() -> None:

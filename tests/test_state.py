@@ -75,7 +75,7 @@ class FakeTransactions:
     def commit(self, records: Records, offsets: dict[int, int], source: FakeSource | None) -> None:
         kafka = self.kafka
         if source is not None and offsets and source.group_metadata() != kafka.generation:
-            raise CommitFailed(REFUSED)
+            raise CommitFailed(REFUSED, refused=True)
         if kafka.failures:
             raise CommitFailed(kafka.failures.pop(0))
         kafka.commits.append(list(records))
@@ -151,6 +151,9 @@ class FakeSource:
 
     def group_metadata(self) -> object:
         return self.generation
+
+    def member_id(self) -> str:
+        return "rdkafka-7f3a"
 
 
 @pytest.fixture

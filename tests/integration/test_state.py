@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     get,
     lumu,
     lumu_env,
+    metrics,
     running,
     summary,
     until,
@@ -290,6 +291,8 @@ def test_a_paused_zombie_cannot_overwrite_newer_state_and_rejoins(
     ref = reference(bootstrap, topic)
     for url in (url_o, url_z):
         assert_exact(count_when(url, ref.messages), ref)
+    assert metrics(url_z)["lumu_commits_refused_total"] >= 1
+    assert metrics(url_o)["lumu_commits_refused_total"] == 0
     said = {}
     for name, process in (("zombie", zombie), ("other", other)):
         process.send_signal(signal.SIGTERM)
