@@ -153,10 +153,11 @@ class Durable:
         self.timeout = timeout
         self.notify = notify
         self.name = state_topic(source.group)
+        # first: a setting its producer cannot work with is told before anything is created
+        self._writer = Transactions(config, self.name, source.group, timeout, _crash_hook())
         if ensure_state_topic(config, self.name, timeout):
             notify(f"created state topic {self.name!r} (compacted)")
         self._reader = StateReader(config, self.name, source.group, timeout)
-        self._writer = Transactions(config, self.name, source.group, timeout, _crash_hook())
         self._ends = Ends(config, source.topic)
         self._committed_at = time.monotonic()
         self._failures: set[str] = set()
