@@ -11,13 +11,15 @@ them, one untimed `lumu track -e` on a small topic has the broker create its int
 
   (c)  `lumu track --from-beginning --exit-at-end`, the durable state on (the default): it also
        creates the group's state topic and commits the count at the end.
-  (b)  the headline baseline, the original exercise's consumer (seed style): `poll(1.0)` one
-       record at a time, `json.loads`, `device_ip` added to a set of str, exceptions caught.
+  (b)  the original exercise's consumer (seed style): `poll(1.0)` one record at a time,
+       `json.loads`, `device_ip` added to a set of str, exceptions caught.
   (a)  bare: `consume()` batches, records counted, nothing decoded: what librdkafka and the
        Python binding deliver, the ceiling for any reader in Python.
-  (f)  the floor for a reader that looks at the records: (a), each value decoded by msgspec into
-       its two fields (as lumu decodes them), the raw `device_ip` added to a set; nothing
-       checked, nothing kept.
+  (f)  the headline baseline, the fastest unique count in Python we know of: (a), each value
+       decoded by msgspec into its two fields (as lumu decodes them), the raw `device_ip` added
+       to a set; nothing checked, nothing kept. It counts what the seed counted, the same data
+       read the same way, so it is the strongest like-for-like baseline; lumu also checks every
+       address and timestamp strictly and keeps its count durable.
   (c1) (c) pinned to one core (`taskset -c 0`; the broker still has both): what the second core
        gives lumu.
   (a0) (a) at librdkafka's defaults, for context: its fetch.wait.max.ms (500 ms) holds the end
@@ -124,7 +126,7 @@ def variants(settings: dict[str, Any]) -> dict[str, tuple[str, Callable[[str, st
         "c": ("(c)  lumu track -e, state on", tracked),
         "b": ("(b)  seed style: poll + json.loads + set", reader("seed", settings)),
         "a": ("(a)  bare consume(), counted only", reader("bare", settings)),
-        "f": ("(f)  floor: consume() + msgspec + set", reader("floor", settings)),
+        "f": ("(f)  consume() + msgspec + set", reader("floor", settings)),
         "c1": ("(c1) lumu track -e, one core", lambda b, t: tracked(b, t, "0")),
         "a0": ("(a0) bare, librdkafka's defaults", reader("bare", {})),
     }
@@ -206,14 +208,14 @@ def report(
     print(f"  (b) set of raw device_ip values: {b['distinct']:,}; exceptions caught: "
           f"{b['exceptions']:,}; (f) set: {results['f'][-1].summary['distinct']:,}")  # fmt: skip
     lines = {
+        "f": ("(f) consume() + msgspec + set, nothing checked", ""),
         "b": ("(b) seed style", "target >= 2x"),
         "a": ("(a) bare consume()", "target >= 0.5x"),
-        "f": ("(f) the floor, decoded and nothing checked", ""),
         "c1": ("(c1) lumu on one core", "what the second core gives"),
         "a0": ("(a0) bare at librdkafka's defaults", "context"),
     }
     for key, (name, note) in lines.items():
-        head = "headline; " if key == "b" else ""
+        head = "headline" + ("; " if note else "") if key == "f" else ""
         print(f"  (c) {ratio(rate['c'], rate[key], name + ', wall', head + note)}")
         if key != "c1":
             print(f"  (c) {ratio(steady['c'], steady[key], name + ', reading')}")
@@ -222,16 +224,16 @@ def report(
     readme(
         [f"`consume.py`: read {total:,} records from the beginning, `track --exit-at-end` (state "
          "on), whole processes, wall", c,
-         f"(b) seed style: `poll()` + `json.loads` + `set`, lumu's settings: {kilo(rate['b'])}",
-         f"{rate['c'] / rate['b']:.2f}x (target 2x)"],
-        ["", f"reading, first record to end: {c_steady}", f"the same (b): {kilo(steady['b'])}",
-         f"{steady['c'] / steady['b']:.2f}x"],
+         f"(f) `consume()` + msgspec + `set`, nothing checked, lumu's settings: "
+         f"{kilo(rate['f'])}", f"{rate['c'] / rate['f']:.2f}x (headline)"],
+        ["", f"reading, first record to end: {c_steady}", f"the same (f): {kilo(steady['f'])}",
+         f"{steady['c'] / steady['f']:.2f}x"],
+        ["", "", f"(b) seed style: `poll()` + `json.loads` + `set`: {kilo(rate['b'])} (reading "
+         f"{kilo(steady['b'])}); f/b is {rate['f'] / rate['b']:.2f}x",
+         f"{rate['c'] / rate['b']:.2f}x, reading {steady['c'] / steady['b']:.2f}x (target 2x)"],
         ["", "", f"(a) bare `consume()`, count only: {kilo(rate['a'])} "
          f"(reading {kilo(steady['a'])})", f"{rate['c'] / rate['a']:.2f}x, reading "
          f"{steady['c'] / steady['a']:.2f}x (target 0.5x)"],
-        ["", "", f"(f) the floor: `consume()` + msgspec + `set`, nothing checked: "
-         f"{kilo(rate['f'])} (reading {kilo(steady['f'])})", f"{rate['c'] / rate['f']:.2f}x, "
-         f"reading {steady['c'] / steady['f']:.2f}x; f/b is {rate['f'] / rate['b']:.2f}x"],
         ["", "the same, two cores", f"one core (`taskset -c 0`): {kilo(rate['c1'])}",
          f"{rate['c'] / rate['c1']:.2f}x"],
     )  # fmt: skip
