@@ -15,7 +15,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ from lumu_cli.state import Durable, SavedPartition, SavedTopic, describe, reset
 from tests.test_kafka_state import Broker, FakeProducer, error
 
 TOPIC, GROUP, STATE = "events", "g", "g-lumu-state"
+CONFIG, TIMEOUT = client_config("fake:9092"), 1.0
 INTERVAL = 5.0
 STAMP = "2023-11-14T22:13:20.123Z"
 # How librdkafka words the offsets a zombie sends, refused by the group coordinator (measured
@@ -57,6 +58,8 @@ class Kafka:
     exists: bool = True  # whether the state topic exists
     policy: str = "compact"
     deleted: list[str] = field(default_factory=list)  # groups deleted
+    ends: dict[int, int] = field(default_factory=dict)  # the tracked topic's end offsets
+    waited: float = 0.0  # seconds the state readers waited for records that were not there
 
 
 def append(kafka: Kafka, records: Sequence[tuple[bytes, bytes | None]]) -> None:
@@ -64,13 +67,26 @@ def append(kafka: Kafka, records: Sequence[tuple[bytes, bytes | None]]) -> None:
     kafka.rows += [(len(kafka.rows) + i, k, v) for i, (k, v) in enumerate(records)]
 
 
+def seconds(value: object, *, at_least: float = 1e-9) -> bool:
+    """Whether `value` is a timeout kafka_io can use: a number of seconds (None waits forever)."""
+    return type(value) in (int, float) and cast(float, value) >= at_least
+
+
+def given(config: dict[str, str], timeout: float) -> None:
+    """What every fake client asserts it was given: the config the caller was given, a timeout."""
+    assert config == CONFIG, f"a client made without the config given: {config!r}"
+    assert seconds(timeout), f"a timeout kafka_io cannot use: {timeout!r}"
+
+
 class FakeTransactions:
     def __init__(
         self, kafka: Kafka, config: dict[str, str], topic: str, group: str, timeout: float,
-        hook: object = None,
+        hook: Callable[[str], None] | None = None,
     ) -> None:  # fmt: skip
-        assert topic == STATE
+        given(config, timeout)
+        assert (topic, group) == (STATE, GROUP)  # the transactional.id is made of the group
         self.kafka = kafka
+        self.hook = hook
 
     def commit(self, records: Records, offsets: dict[int, int], source: FakeSource | None) -> None:
         kafka = self.kafka
@@ -78,6 +94,8 @@ class FakeTransactions:
             raise CommitFailed(REFUSED, refused=True)
         if kafka.failures:
             raise CommitFailed(kafka.failures.pop(0))
+        if self.hook is not None:  # written, not committed yet
+            self.hook("mid-commit")
         kafka.commits.append(list(records))
         append(kafka, records)
         if source is not None:
@@ -93,7 +111,8 @@ class FakeReader:
     def __init__(
         self, kafka: Kafka, config: dict[str, str], topic: str, group: str, timeout: float
     ) -> None:
-        assert topic == STATE
+        given(config, timeout)
+        assert (topic, group) == (STATE, GROUP)
         self.kafka = kafka
         self.at = 0
         self.reads = 0
@@ -102,12 +121,18 @@ class FakeReader:
         self.at = 0
 
     def read(self, timeout: float) -> list[StateRow]:
+        """As a consumer's consume(): with nothing there, it waits `timeout` seconds."""
+        assert seconds(timeout, at_least=0), f"a timeout kafka_io cannot use: {timeout!r}"
         self.reads += 1
         rows = self.kafka.rows[self.at : self.at + self.BATCH]
         self.at += len(rows)
+        if not rows:
+            self.kafka.waited += timeout
         return rows
 
-    def to_end(self, timeout: float, seconds: float) -> Iterator[list[StateRow]]:
+    def to_end(self, timeout: float, within: float) -> Iterator[list[StateRow]]:
+        assert seconds(timeout), f"a timeout kafka_io cannot use: {timeout!r}"
+        assert seconds(within), f"a time limit kafka_io cannot use: {within!r}"
         end = len(self.kafka.rows)
         while self.at < end:
             yield self.read(0)
@@ -117,11 +142,15 @@ class FakeReader:
 
 
 class FakeEnds:
-    def __init__(self, config: dict[str, str], topic: str) -> None:
+    """The tracked topic's end offsets (kafka.ends), as the broker answers them."""
+
+    def __init__(self, kafka: Kafka, config: dict[str, str], topic: str) -> None:
+        assert (config, topic) == (CONFIG, TOPIC)
+        self.kafka = kafka
         self.latest: dict[int, int] = {}
 
-    def refresh(self, partitions: object) -> None:
-        pass
+    def refresh(self, partitions: Iterable[int]) -> None:
+        self.latest.update({p: self.kafka.ends[p] for p in partitions if p in self.kafka.ends})
 
 
 @dataclass
@@ -141,9 +170,11 @@ class FakeSource:
         self.brokers_up.set()
 
     def committed(self, partitions: Sequence[int], timeout: float) -> dict[int, int]:
+        assert seconds(timeout)
         return {p: o for p, o in self.kafka.offsets.items() if p in partitions}
 
     def bounds(self, partition: int, timeout: float) -> tuple[int, int]:
+        assert seconds(timeout)
         return self.ends.get(partition, (0, 0))
 
     def partition_count(self) -> int | None:
@@ -159,29 +190,49 @@ class FakeSource:
 @pytest.fixture
 def kafka(monkeypatch: pytest.MonkeyPatch) -> Kafka:
     """A fresh fake Kafka, put in the place of everything state.py asks of kafka_io."""
+    return fake_kafka(monkeypatch)
+
+
+def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> Kafka:
+    """The `kafka` fixture, for other modules' fixtures."""
     kafka = Kafka()
 
     def ensure(config: dict[str, str], topic: str, timeout: float) -> bool:
+        given(config, timeout)
+        assert topic == STATE
         created, kafka.exists = not kafka.exists, True
         if not created:
             check(config, topic, timeout)
         return created
 
     def check(config: dict[str, str], topic: str, timeout: float) -> None:
+        given(config, timeout)
+        assert topic == STATE
         if kafka.policy != "compact":
             raise StateError(f"state topic {topic!r} has cleanup.policy={kafka.policy}")
 
+    def exists(config: dict[str, str], topic: str, timeout: float) -> bool:
+        given(config, timeout)
+        assert topic == STATE
+        return kafka.exists
+
+    def members(config: dict[str, str], group: str, timeout: float) -> int:
+        given(config, timeout)
+        assert group == GROUP
+        return kafka.members
+
     def delete(config: dict[str, str], group: str, timeout: float) -> None:
+        given(config, timeout)
         kafka.deleted.append(group)
 
     patches: dict[str, Any] = {
         "Transactions": functools.partial(FakeTransactions, kafka),
         "StateReader": functools.partial(FakeReader, kafka),
-        "Ends": FakeEnds,
+        "Ends": functools.partial(FakeEnds, kafka),
         "ensure_state_topic": ensure,
         "check_state_topic": check,
-        "topic_exists": lambda config, topic, timeout: kafka.exists,
-        "group_members": lambda config, group, timeout: kafka.members,
+        "topic_exists": exists,
+        "group_members": members,
         "delete_group": delete,
     }
     for name, fake in patches.items():
@@ -244,8 +295,8 @@ def start(kafka: Kafka, **source: Any) -> Instance:
     said: list[str] = []
     fake = FakeSource(kafka, **source)
     durable = Durable(
-        client_config("fake:9092"), cast(Consumed, fake), Tally(), commit_interval=INTERVAL,
-        timeout=1.0, notify=said.append,
+        CONFIG, cast(Consumed, fake), Tally(), commit_interval=INTERVAL, timeout=TIMEOUT,
+        notify=said.append,
     )  # fmt: skip
     return Instance(durable, fake, said, time.monotonic())
 
@@ -482,7 +533,7 @@ def test_offsets_the_group_coordinator_refuses_to_a_fenced_member_are_a_refused_
     said: list[str] = []
     source = FakeSource(kafka)
     durable = Durable(
-        client_config("fake:9092"), cast(Consumed, source), Tally(), commit_interval=5, timeout=1.0,
+        CONFIG, cast(Consumed, source), Tally(), commit_interval=5, timeout=TIMEOUT,
         notify=said.append,
     )  # fmt: skip
     with pytest.raises(StateError, match=r"^cannot record the start of a new partition"):
@@ -549,6 +600,7 @@ def test_a_failed_revoke_commit_rereads_what_was_given_up_and_keeps_what_is_kept
 def test_an_instance_follows_the_others_snapshots_and_its_own_partitions_are_its_own(
     kafka: Kafka,
 ) -> None:
+    kafka.ends = {0: 12, 1: 30}
     a, b = start(kafka), start(kafka)
     a.durable.assigned([0])
     b.durable.assigned([1])
@@ -557,8 +609,11 @@ def test_an_instance_follows_the_others_snapshots_and_its_own_partitions_are_its
     b.commit()
     a.follow()
     assert (a.unique(), a.tally.messages, dict(a.tally.invalid)) == (27, 33, {"not_json": 1})
+    as_of = b.tally.partitions[1].written_at
+    assert a.durable.partitions() == [PartitionInfo(1, 21, None, local=False, as_of=as_of)]
+    a.commit()  # the end offsets of the partitions counted elsewhere are asked for with it
     [info] = a.durable.partitions()
-    assert info == PartitionInfo(1, 21, None, local=False, as_of=b.tally.partitions[1].written_at)
+    assert (info, info.lag) == (PartitionInfo(1, 21, 30, local=False, as_of=as_of), 9)
     # rows of a partition counted here, written by another (a zombie), change nothing here
     zombie = Tally()
     zombie.take(0, 0)
@@ -650,7 +705,7 @@ def test_a_piece_under_another_partitions_key_is_refused_alike_by_restore_and_de
     with pytest.raises(StateError) as restoring:
         start(kafka).durable.restore()
     with pytest.raises(StateError) as describing:
-        describe({}, GROUP, 1.0)
+        describe(CONFIG, GROUP, TIMEOUT)
     assert str(restoring.value) == str(describing.value) == expected
 
 
@@ -662,7 +717,7 @@ def test_a_state_topic_that_is_not_compacted_is_refused_alike_by_an_instance_and
     with pytest.raises(StateError) as starting:
         start(kafka)
     with pytest.raises(StateError) as describing:
-        describe({}, GROUP, 1.0)
+        describe(CONFIG, GROUP, TIMEOUT)
     assert str(starting.value) == str(describing.value)
     assert "cleanup.policy=delete" in str(describing.value)
 
@@ -674,7 +729,7 @@ def test_a_foreign_record_is_refused_with_its_offset(kafka: Kafka) -> None:
     with pytest.raises(StateError, match=re.escape(expected)):
         start(kafka).durable.restore()
     with pytest.raises(StateError, match=re.escape(expected)):
-        describe({}, GROUP, 1.0)
+        describe(CONFIG, GROUP, TIMEOUT)
 
 
 # ---------------------------------------------------------------- lumu state
@@ -691,7 +746,7 @@ def test_describe_shows_each_partitions_snapshot_pieces_and_bytes(kafka: Kafka) 
     live = {k.decode(): len(v) for _, k, v in kafka.rows if k and v}
     size = {p: sum(n for k, n in live.items() if k.startswith(f"events/{p}/")) for p in (0, 1)}
     metas = {p: meta(kafka.commits[-1 if p == 0 else 1], p) for p in (0, 1)}
-    assert describe({}, GROUP, 1.0) == [
+    assert describe(CONFIG, GROUP, TIMEOUT) == [
         SavedTopic(TOPIC, 4, [
             SavedPartition(0, metas[0], 3, 3, size[0]),
             SavedPartition(1, metas[1], 2, 3, size[1]),
@@ -704,7 +759,7 @@ def test_describe_shows_each_partitions_snapshot_pieces_and_bytes(kafka: Kafka) 
 def test_describe_of_a_group_without_a_state_topic_is_a_state_error(kafka: Kafka) -> None:
     kafka.exists = False
     with pytest.raises(StateError) as refused:
-        describe({}, GROUP, 1.0)
+        describe(CONFIG, GROUP, TIMEOUT)
     assert str(refused.value) == "group 'g' has no saved state (no topic 'g-lumu-state')"
 
 
@@ -717,7 +772,7 @@ def test_reset_refuses_while_the_group_has_members_and_touches_nothing(kafka: Ka
     rows = list(kafka.rows)
     kafka.members = 2
     with pytest.raises(StateError) as refused:
-        reset({}, GROUP, 1.0)
+        reset(CONFIG, GROUP, TIMEOUT)
     assert str(refused.value) == (
         "cannot reset group 'g': it has 2 active member(s); stop them first"
     )
@@ -734,19 +789,19 @@ def test_reset_deletes_the_group_and_tombstones_every_live_key_once(kafka: Kafka
     a.commit()
     kafka.rows.append((len(kafka.rows), b"events/1/v4/0300", None))  # a key gone already
     live = sorted({k for _, k, _ in kafka.rows if k} - {b"events/1/v4/0300"})
-    assert reset({}, GROUP, 1.0) == len(live) == 4
+    assert reset(CONFIG, GROUP, TIMEOUT) == len(live) == 4
     assert kafka.deleted == [GROUP]
     assert kafka.commits[-1] == [(k, None) for k in live]
     b = restored(kafka)
     assert (b.unique(), len(b.tally.partitions)) == (0, 0)
     kafka.offsets.clear()  # (the group was deleted)
     assert b.durable.assigned([0, 1]) == {0: 0, 1: 0}  # counted again from the start
-    assert reset({}, GROUP, 1.0) == 2  # only the new starts are live now
+    assert reset(CONFIG, GROUP, TIMEOUT) == 2  # only the new starts are live now
 
 
 def test_reset_without_a_state_topic_discards_the_offsets_only(kafka: Kafka) -> None:
     kafka.exists = False
-    assert reset({}, GROUP, 1.0) == 0
+    assert reset(CONFIG, GROUP, TIMEOUT) == 0
     assert kafka.deleted == [GROUP]
 
 
@@ -754,5 +809,5 @@ def test_a_reset_whose_tombstones_do_not_commit_is_a_state_error(kafka: Kafka) -
     start(kafka).durable.assigned([0])
     kafka.failures = ["Broker: Not coordinator"]
     with pytest.raises(StateError) as failed:
-        reset({}, GROUP, 1.0)
+        reset(CONFIG, GROUP, TIMEOUT)
     assert str(failed.value) == "cannot reset the state in 'g-lumu-state': Broker: Not coordinator"
