@@ -11,8 +11,10 @@ import json
 import re
 import resource
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,9 +22,10 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lumu_cli import server
 from lumu_cli.errors import UsageError, shorten
 from lumu_cli.kafka_io import PartitionInfo
-from lumu_cli.server import Endpoint, parse_address
+from lumu_cli.server import JSON, Endpoint, parse_address
 from lumu_cli.tracker import Stats
 
 STATS = Stats(
@@ -157,6 +160,8 @@ def test_parse_address_accepts_host_and_port(text: str, expected: tuple[str, int
             "::1",
             id="unbracketed-ipv6",
         ),
+        pytest.param("[::1:8000", id="no-closing-bracket"),  # not [::] on every interface
+        pytest.param("::1]:8000", id="no-opening-bracket"),
     ],
 )
 def test_parse_address_rejects_anything_else_with_a_usage_error(text: str) -> None:
@@ -299,6 +304,25 @@ def test_metrics_count_open_connections_and_show_the_cap() -> None:
     assert values[("lumu_http_accept_pauses_total", frozenset())] == 0
 
 
+def test_connections_closed_by_their_clients_are_counted_out() -> None:
+    with Endpoint("127.0.0.1:0", Snapshot()) as endpoint:
+        held = [connect(endpoint) for _ in range(4)]
+        for connection in held:
+            assert fetch(connection, "/healthz")[0] == 200
+        for connection in held[1:3]:
+            connection.close()
+        until = time.monotonic() + 10
+        while (
+            open_now := samples(fetch(held[0], "/metrics")[2].decode())[
+                ("lumu_http_connections", frozenset())
+            ]
+        ) != 2:  # the two still held, not one, nor none
+            assert time.monotonic() < until, open_now
+            time.sleep(0.05)
+        for connection in (held[0], held[3]):
+            connection.close()
+
+
 def test_metrics_report_a_broker_outage(
     conn: http.client.HTTPConnection, snapshot: Snapshot
 ) -> None:
@@ -356,6 +380,16 @@ def test_metrics_ignore_a_query_string(conn: http.client.HTTPConnection) -> None
     status, _, body = fetch(conn, "/metrics?name[]=lumu_up")
     assert status == 200
     assert samples(body.decode())[("lumu_unique_ips", frozenset())] == 1234
+
+
+@pytest.mark.parametrize(("path", "reason"), [("/count", "OK"), ("/nope", "Not Found")])
+def test_the_status_line_has_its_reason_phrase(
+    conn: http.client.HTTPConnection, path: str, reason: str
+) -> None:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    assert response.reason == reason
 
 
 def test_one_connection_serves_many_requests(conn: http.client.HTTPConnection) -> None:
@@ -422,6 +456,44 @@ def test_an_internal_error_is_a_500_and_one_line_on_stderr(
     out, err = capfd.readouterr()
     assert out == ""
     assert err == f"lumu: {BROKEN}'int' and 'str' (LUMU_DEBUG=1 shows the traceback)\n"  # once
+
+
+def test_an_internal_error_names_its_own_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LUMU_DEBUG", raising=False)
+
+    def missing() -> Stats:
+        raise KeyError("unique_ips")
+
+    told: list[str] = []
+    with Endpoint("127.0.0.1:0", missing, notify=told.append) as endpoint:
+        connection = connect(endpoint)
+        status, _, body = fetch(connection, "/count")
+        connection.close()
+    assert (status, json.loads(body)) == (500, {"error": "internal error: KeyError"})
+    assert told == [
+        "http: internal error answering GET /count: KeyError: 'unique_ips' "
+        "(LUMU_DEBUG=1 shows the traceback)"
+    ]
+
+
+def test_an_internal_error_past_the_answer_is_a_500_and_one_line_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LUMU_DEBUG", raising=False)
+    continuing = server._Route("a bug: a status h11 cannot send", JSON, lambda *_: (
+        HTTPStatus.CONTINUE, b""))  # fmt: skip
+    monkeypatch.setitem(server._ROUTES, "/count", continuing)
+    told: list[str] = []
+    with Endpoint("127.0.0.1:0", Snapshot(), notify=told.append) as endpoint:
+        connection = connect(endpoint)
+        status, headers, body = fetch(connection, "/count")
+        connection.close()
+    assert (status, headers["Content-Type"]) == (500, "application/json")
+    assert json.loads(body) == {"error": "internal error: LocalProtocolError"}
+    assert told == [
+        "http: internal error serving a connection: LocalProtocolError: Response status_code "
+        "should be in range [200, 1000), not 100 (LUMU_DEBUG=1 shows the traceback)"
+    ]
 
 
 def test_lumu_debug_puts_the_traceback_before_the_line(

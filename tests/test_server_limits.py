@@ -12,6 +12,7 @@ import http.client
 import json
 import random
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -54,6 +55,18 @@ def read_to_close(sock: socket.socket) -> bytes:
     return received
 
 
+def read_one(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length bytes of body) from a kept-alive `sock`."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def status_and_json(response: bytes) -> tuple[int, dict[str, object]]:
     head, _, body = response.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
@@ -68,29 +81,33 @@ def answers_count(address: tuple[str, int]) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("request_bytes", "status", "words"),
+    ("request_bytes", "status", "error"),
     [
-        (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "request line"),
-        (b"GET /" + b"a" * 9_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "target"),
-        (b"GET /count HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n", 431, "head"),
+        (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "request line too long"),
+        (b"GET /" + b"a" * 9_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "request target too long"),
+        (b"GET /count HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n", 431,
+         "request head too large"),
         (b"GET /count HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000,
-         413, "body"),
-        (bytes.fromhex("16030100a5010000a10303") + bytes(200), 400, "malformed"),  # TLS hello
-        (b"\x00\xff garbage\r\n\r\n", 400, "malformed"),
+         413, "request body too large"),
+        (bytes.fromhex("16030100a5010000a10303") + bytes(200), 400, "malformed request"),  # TLS
+        (b"\x00\xff garbage\r\n\r\n", 400, "malformed request"),
         (b"GET /count HTTP/1.1\r\nHost: t\r\nHost: u\r\nContent-Length: 1\r\nContent-Length: 2"
-         b"\r\n\r\n", 400, "malformed"),
-        (b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 405, "not allowed"),
-        (b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n", 405, "not allowed"),
+         b"\r\n\r\n", 400, "malformed request"),
+        (b"POST /count HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", 405,
+         "POST is not allowed (use GET)"),
+        (b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n", 405, "DELETE is not allowed (use GET)"),
     ],
     ids=["line-100k", "target-9k", "header-100k", "body-100k", "tls", "garbage", "two-lengths",
          "post", "delete"],
 )  # fmt: skip
 def test_each_bad_request_is_a_json_error_and_the_server_goes_on(
-    address: tuple[str, int], request_bytes: bytes, status: int, words: str
+    address: tuple[str, int], request_bytes: bytes, status: int, error: str
 ) -> None:
-    got, body = status_and_json(exchange(address, request_bytes))
-    assert got == status
-    assert words in str(body["error"])
+    response = exchange(address, request_bytes)
+    assert status_and_json(response) == (status, {"error": error})
+    head = response.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert (b"Allow: GET, HEAD" in head) == (status == 405)  # only a 405 names the methods
+    assert b"Connection: close" in head  # a refusal closes the connection
     assert answers_count(address)
 
 
@@ -109,13 +126,17 @@ def test_a_slow_but_steady_head_is_still_cut_at_the_head_timeout(
 ) -> None:
     monkeypatch.setattr(server, "HEAD_SECONDS", 0.5)
     with socket.create_connection(address, timeout=10) as sock:
-        for byte in GET[:-4]:  # a byte every 0.1 s: the whole head would take 3 s
+        sock.sendall(b"GET /count HTTP/1.1\r\nX-Pad: ")
+        for _ in range(50):  # a byte every 0.1 s, for 5 s unless cut: each byte is in time
+            if select.select([sock], [], [], 0.1)[0]:
+                break  # answered (and closed) while still sending
             try:
-                sock.sendall(bytes([byte]))
+                sock.sendall(b"p")
             except (BrokenPipeError, ConnectionResetError):
                 break
-            time.sleep(0.1)
-        assert status_and_json(read_to_close(sock))[0] == 408
+        else:
+            pytest.fail("a head sent a byte at a time was never cut")
+        assert status_and_json(read_to_close(sock)) == (408, {"error": "request not sent in time"})
 
 
 def test_an_idle_keep_alive_connection_is_closed_without_a_word(
@@ -140,9 +161,7 @@ def test_connections_beyond_the_limit_are_told_503(
         for sock in held:  # each one is open on the server's side (it answered)
             sock.sendall(GET)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-        status, body = status_and_json(exchange(address, GET))
-        assert status == 503
-        assert "too many connections" in str(body["error"])
+        assert status_and_json(exchange(address, GET)) == (503, {"error": "too many connections"})
     finally:
         for sock in held:
             sock.close()
@@ -282,6 +301,40 @@ def test_a_pipelined_head_left_unfinished_is_408_too(
         sock.sendall(GET + b"GET /count HTTP/1.1\r\nHo")
         said = read_to_close(sock)
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", said) == [b"200", b"408"]
+
+
+def test_a_pipelined_request_line_left_unfinished_is_414(address: tuple[str, int]) -> None:
+    said = exchange(address, GET + b"GET /" + b"a" * (MAX_HEAD + 100))
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", said) == [b"200", b"414"]
+    assert said.endswith(b'{"error": "request line too long"}')
+
+
+def test_a_pipelined_head_too_large_is_431_once_its_line_is_done(address: tuple[str, int]) -> None:
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(GET + b"GET /count HTTP/1.1\r\nX-Pad: ")  # the next line came with the first
+        assert read_one(sock).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"p" * (MAX_HEAD + 100))
+        said = read_to_close(sock)
+    assert status_and_json(said) == (431, {"error": "request head too large"})
+
+
+def test_an_unfinished_head_beyond_the_limit_is_431_at_once(
+    address: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server, "MAX_HEAD", 4096)  # a limit below h11's own default (16 KiB)
+    monkeypatch.setattr(server, "HEAD_SECONDS", 30.0)  # told at once, not by the head timeout
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /count HTTP/1.1\r\nX-Pad: " + b"p" * 5000)  # never finished
+        said = read_to_close(sock)
+    assert status_and_json(said) == (431, {"error": "request head too large"})
+
+
+def test_a_body_cut_short_is_400(address: tuple[str, int]) -> None:
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /count HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        sock.shutdown(socket.SHUT_WR)  # 3 bytes of 10, then no more
+        said = read_to_close(sock)
+    assert status_and_json(said) == (400, {"error": "request body cut short"})
 
 
 # ---------------------------------------------------------------- each limit's boundary
