@@ -587,6 +587,8 @@ class Endpoint:
         )
         try:
             self._sockets = _listen(host, port)
+        except UnicodeError:  # getaddrinfo's IDNA encoding of the host: "a..b", a label too long
+            raise UsageError(f"{address!r}: cannot listen: not a valid host name") from None
         except OSError as exc:  # in use, no such host, not an address of this machine...
             reason = exc.strerror or str(exc)  # "Address already in use": "address already..."
             raise UsageError(

@@ -414,6 +414,13 @@ def test_a_port_in_use_is_a_usage_error(served: tuple[Endpoint, Snapshot]) -> No
     assert str(raised.value) == f"'127.0.0.1:{port}': cannot listen: address already in use"
 
 
+@pytest.mark.parametrize("host", ["a..b", "x" * 64])  # an empty label, a label over 63 bytes
+def test_a_host_name_that_cannot_be_a_name_is_a_usage_error(host: str) -> None:
+    with pytest.raises(UsageError) as raised:
+        Endpoint(f"{host}:8000", Snapshot())
+    assert str(raised.value) == f"'{host}:8000': cannot listen: not a valid host name"
+
+
 def test_a_bad_address_is_a_usage_error_before_listening() -> None:
     with pytest.raises(UsageError, match=r"expected \[HOST\]:PORT"):
         Endpoint("127.0.0.1", Snapshot())
