@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint browser bench broker clean
+.PHONY: install demo test lint browser bench broker clean mutate
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,10 @@ bench: install  # ten scripts, about 19 minutes; the Kafka ones start their own 
 	$(BIN)/python bench/http_serve.py
 	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/state.py
+
+mutate: install  # mutation check of the state code, by unit tests only; MODULE=events runs one module
+	$(BIN)/mutmut run --max-children 2 $(if $(MODULE),'lumu_cli.$(MODULE).*')
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) bench/.data .pytest_cache .mypy_cache .ruff_cache .hypothesis
