@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -148,6 +149,9 @@ BAD_IPS: list[object] = [
     "1.2.3.4 ",
     "01.2.3.4",
     "1.2.3.4/32",
+    "192.0.2.1:",  # a port left empty
+    ":192.0.2.1",
+    "192.0.2.1:80",
     "fe80::1%eth0",
     "::ffff:1.2.3.4%eth0",
     "2001:db8::g",
@@ -204,6 +208,11 @@ def test_a_device_ip_that_is_not_an_address_is_bad(device_ip: object) -> None:
     assert only_reason(good(device_ip=device_ip)) == Reason.BAD_DEVICE_IP
 
 
+def test_every_device_ip_that_is_not_an_address_is_bad_in_a_batch_too() -> None:
+    values = [good(device_ip=device_ip) for device_ip in BAD_IPS] + [good()] * BATCH_MIN
+    agrees_with_the_rules(values)
+
+
 @pytest.mark.parametrize("stamp", BAD_STAMPS, ids=repr)
 def test_a_timestamp_ts_parse_rejects_is_bad(stamp: object) -> None:
     assert only_reason(good(timestamp=stamp)) == Reason.BAD_TIMESTAMP
@@ -217,15 +226,54 @@ def test_every_timestamp_form_counts(stamp: object) -> None:
     assert not checked.invalid
 
 
-def test_every_timestamp_form_counts_in_one_batch() -> None:
+@pytest.mark.parametrize("first", ["198.51.100.0", "2001:db8::"])
+def test_every_timestamp_form_counts_in_one_batch(first: str) -> None:
     """The block path and the one-by-one path together: each record still counts once."""
-    addresses = [ipaddress.IPv4Address("198.51.100.0") + i for i in range(len(VALID_STAMPS))]
+    addresses = [ipaddress.ip_address(first) + i for i in range(len(VALID_STAMPS))]
     values = [
         good(timestamp=s, device_ip=str(a)) for s, a in zip(VALID_STAMPS, addresses, strict=True)
     ]
     checked = check_events(values)
-    assert checked.v4.tolist() == sorted(int(a) for a in addresses)  # in order
+    assert checked.v4.tolist() == sorted(int(a) for a in addresses if a.version == 4)  # in order
+    assert sorted(checked.v6) == sorted(a.packed for a in addresses if a.version == 6)
     assert not checked.invalid
+
+
+# A line break inside a JSON string: around the instant it is trimmed, as ts parse does; between
+# the instant and more text, the whole string is read, and is not a timestamp.
+LINE_BREAKS = [
+    "\n2023-11-14T22:13:20Z",
+    "2023-11-14T22:13:20Z\r\n",
+    "\r2023-11-14T22:13:20Z",
+    "2023-11-14T22:13:20Z\nyesterday",
+    "yesterday\n2023-11-14T22:13:20Z",
+    "2023-11-14T22:13:20Z\ryesterday",
+    "2023-11-14T22:13:20Z\n\n1700000000",
+]
+
+
+@pytest.mark.parametrize("stamp", LINE_BREAKS, ids=repr)
+def test_a_line_break_in_a_timestamp_is_part_of_it(stamp: str) -> None:
+    """Alone, and twice in a batch: the records around it are still read as they are."""
+    agrees_with_the_rules([good(timestamp=stamp)])
+    batch = [good(device_ip=f"198.51.100.{i}") for i in range(BATCH_MIN)]
+    batch[3] = good(timestamp=stamp, device_ip="2001:db8::2")
+    batch[-1] = good(timestamp=stamp, device_ip="198.51.100.250")
+    agrees_with_the_rules(batch)
+
+
+@pytest.mark.parametrize(
+    ("digits", "reason"), [(4300, Reason.BAD_TIMESTAMP), (4301, Reason.NOT_JSON)]
+)
+@pytest.mark.parametrize("size", [1, BATCH_MIN])
+def test_an_integer_timestamp_is_read_up_to_4300_digits(
+    digits: int, reason: Reason, size: int
+) -> None:
+    """The README's limit (msgspec's, and Python's), in a batch as one by one."""
+    huge = b'{"device_ip": "192.0.2.1", "timestamp": %s}' % (b"9" * digits)
+    checked = check_events([huge] + [good()] * (size - 1))
+    assert checked.invalid == Counter({reason: 1})
+    assert len(checked.v4) == size - 1
 
 
 @pytest.mark.parametrize(
@@ -334,9 +382,10 @@ def test_canonical_ip_agrees_with_the_stdlib(text: str) -> None:
 QUAD_TEXT = st.one_of(
     st.integers(0, 2**32 - 1).map(lambda n: str(ipaddress.IPv4Address(n))),
     st.text("0123456789.", max_size=18),
-    st.text("0123456789.:abcdefABCDEF \n\x00é", max_size=20),
+    st.text("0123456789.:abcdefABCDEF \n\x00é\ud800", max_size=20),  # a lone surrogate too
     st.sampled_from(["0.0.0.0", "255.255.255.255", "256.0.0.1", "01.2.3.4", "1.2.3.04", "1..2.3",
-                     ".1.2.3", "1.2.3.", "1.2.3.4.", "1.2.3.4\n", "1234.1.1.1", "1.2.3.1000"]),
+                     ".1.2.3", "1.2.3.", "1.2.3.4.", "1.2.3.4\n", "1234.1.1.1", "1.2.3.1000",
+                     "1.2.3.4:", ":1.2.3.4", "1.2.3:4", "1.2.3.4:80"]),
 )  # fmt: skip
 
 
@@ -350,8 +399,7 @@ def test_dotted_quads_read_together_agree_with_the_definition_one_by_one(texts: 
         ip = reference_ip(text)
         expected = type(ip) is int and ":" not in text  # a dotted quad, not IPv4-mapped IPv6
         assert is_quad == (expected and every), text
-        if is_quad:
-            assert code == ip
+        assert code == (ip if is_quad else -1), text
 
 
 @pytest.mark.parametrize("text", ["fe80::1%eth0", "fe80::1%1", "1.2.3", "01.2.3.4", "", " ::1"])
@@ -494,7 +542,7 @@ def test_a_skipped_field_that_is_not_utf8_makes_the_record_not_utf8(size: int) -
     assert check_events(values).invalid == Counter({Reason.NOT_UTF8: max(1, size // 2)})
 
 
-def agrees_with_the_rules(values: list[bytes | None]) -> None:
+def agrees_with_the_rules(values: Sequence[bytes | None]) -> None:
     expected = [reference(value) for value in values]
     reasons = [e for e in expected if isinstance(e, Reason)]
     first: dict[Reason, int] = {}
@@ -528,6 +576,16 @@ def agrees_with_the_rules(values: list[bytes | None]) -> None:
             "bad_timestamp: cannot parse '2021-02-30T00:00:00Z': day is out of range for month",
         ),
         (good(), ""),
+        # a long value is cut to 60 characters, its last one kept
+        (record(timestamp="x" * 100), 'missing_device_ip: b\'{"timestamp": "' + "x" * 39 + "...'"),
+        (
+            good(device_ip="1" * 100),
+            "bad_device_ip: '" + "1" * 55 + "...' is not an IPv4 or IPv6 address",
+        ),
+        (
+            good(timestamp=["x" * 100]),
+            "bad_timestamp: ['" + "x" * 54 + "...] is not a string or number",
+        ),
     ],
 )
 def test_explain_names_the_reason_and_the_offending_value(value: bytes | None, line: str) -> None:

@@ -156,3 +156,18 @@ def test_update_into_an_empty_set_copies_it() -> None:
     copy.update(source)
     assert_same(copy, set(v4), set(v6), [])
     assert v6_members(copy) == set(v6)
+
+
+def test_the_union_of_many_sets_holds_every_address_of_each() -> None:
+    """As a partition's tombstone leaves it: the union rebuilt from the others, IPv6 included."""
+    rng = random.Random(5)
+    sets, v4, v6 = [], set(), set()
+    for _ in range(40):  # more than one round of unions, 16 bitmaps at a time
+        ips = UniqueIPs()
+        addresses4, addresses6 = random_v4(rng, 50), random_v6(rng, 50) + TRAILING_ZEROS[:2]
+        ips.add_v4(addresses4)
+        ips.add_v6(addresses6)
+        sets.append(ips)
+        v4 |= set(addresses4)
+        v6 |= set(addresses6)
+    assert_same(UniqueIPs.union(sets), v4, v6, random_v4(rng, 100) + random_v6(rng, 100))
