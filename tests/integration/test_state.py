@@ -291,8 +291,9 @@ def test_a_paused_zombie_cannot_overwrite_newer_state_and_rejoins(
     ref = reference(bootstrap, topic)
     for url in (url_o, url_z):
         assert_exact(count_when(url, ref.messages), ref)
+    # (the other's commit may be refused too, when it races the rebalance the zombie's return
+    # starts: its generation moves on; it commits again at the next interval)
     assert metrics(url_z)["lumu_commits_refused_total"] >= 1
-    assert metrics(url_o)["lumu_commits_refused_total"] == 0
     said = {}
     for name, process in (("zombie", zombie), ("other", other)):
         process.send_signal(signal.SIGTERM)
