@@ -51,7 +51,7 @@ __all__ = [
     "client_config",
     "ensure_state_topic",
     "ensure_topic",
-    "require_topic",
+    "topic_exists",
 ]
 
 
@@ -175,24 +175,23 @@ def topic_exists(config: dict[str, str], topic: str, timeout: float) -> bool:
     return topic in _topics(_admin(config), config, timeout)
 
 
-def require_topic(config: dict[str, str], topic: str, timeout: float) -> None:
-    """Check within `timeout` seconds that the broker answers and `topic` exists."""
-    if topic not in _topics(_admin(config), config, timeout):
-        raise BrokerError(f"topic {topic!r} does not exist on {config['bootstrap.servers']}")
-
-
 def ensure_topic(
     config: dict[str, str],
     topic: str,
     partitions: int,
     timeout: float,
     settings: dict[str, str] | None = None,
+    replication: int | None = None,
 ) -> bool:
-    """Create `topic` with `partitions` partitions unless it exists; True if it was created."""
+    """Create `topic` with `partitions` partitions unless it exists; True if it was created.
+
+    Its replication factor is `replication`, or (None) the cluster's default.replication.factor,
+    as Kafka Streams does since 3.0.
+    """
     admin = _admin(config)
     if topic in _topics(admin, config, timeout):
         return False
-    new = NewTopic(topic, partitions, config=settings or {})
+    new = NewTopic(topic, partitions, replication or -1, config=settings or {})
     future = admin.create_topics([new], request_timeout=timeout)[topic]
     try:
         future.result(timeout=timeout)
@@ -208,31 +207,70 @@ def ensure_topic(
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(64 << 20)}
 
 
-def ensure_state_topic(config: dict[str, str], topic: str, timeout: float) -> bool:
-    """Create the compacted state topic unless it exists; True if it was created.
+@dataclass(frozen=True)
+class TopicLayout:
+    """How a topic is kept: its replicas, the in-sync replicas a write needs, and the cluster."""
 
-    StateError if it exists but is not compacted: retention would delete the state.
+    replication: int
+    min_isr: int
+    brokers: int
+    cleanup_policy: str
+
+
+def ensure_state_topic(
+    config: dict[str, str], topic: str, timeout: float, replication: int | None = None
+) -> tuple[bool, TopicLayout]:
+    """Create the compacted state topic unless it exists; whether it was created, and its layout.
+
+    StateError if it is not compacted: retention would delete the state.
     """
-    if ensure_topic(config, topic, 1, timeout, STATE_TOPIC_CONFIG):
-        return True
-    check_state_topic(config, topic, timeout)
-    return False
+    created = ensure_topic(config, topic, 1, timeout, STATE_TOPIC_CONFIG, replication)
+    return created, check_state_topic(config, topic, timeout)
 
 
-def check_state_topic(config: dict[str, str], topic: str, timeout: float) -> None:
-    """StateError unless the existing state topic is compacted: retention would delete it."""
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    admin = _admin(config)  # kept until the answer: its futures die with it
+def check_state_topic(config: dict[str, str], topic: str, timeout: float) -> TopicLayout:
+    """The state topic's layout; StateError unless it is compacted: retention would delete it."""
     try:
-        found = admin.describe_configs([resource])[resource].result(timeout=timeout)
-    except KafkaException as exc:
-        why = _describe(exc)
-        raise StateError(f"cannot read the config of state topic {topic!r}: {why}") from None
-    policy = found["cleanup.policy"].value or ""
-    if "compact" not in policy.split(","):
+        layout = describe_topic(config, topic, timeout)
+    except BrokerError as exc:
+        raise StateError(f"cannot read the config of state topic {topic!r}: {exc}") from None
+    if "compact" not in layout.cleanup_policy.split(","):
         raise StateError(
-            f"state topic {topic!r} has cleanup.policy={policy}, not compact: its state "
-            "would be deleted by retention (set cleanup.policy=compact, or use another group)"
+            f"state topic {topic!r} has cleanup.policy={layout.cleanup_policy}, not compact: its "
+            "state would be deleted by retention (set cleanup.policy=compact, or use another group)"
+        )
+    return layout
+
+
+def describe_topic(config: dict[str, str], topic: str, timeout: float) -> TopicLayout:
+    """`topic`'s layout. A topic another client has just created may not have reached the broker
+    asked yet (on a cluster): "unknown topic" is asked again, in half-second tries, until
+    `timeout`. BrokerError after that, or on any other error."""
+    admin, deadline = _admin(config), time.monotonic() + timeout
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    while True:
+        wait = max(0.01, deadline - time.monotonic())
+        try:
+            found = admin.list_topics(topic, timeout=wait)
+            meta = found.topics[topic]
+            if meta.error is not None:
+                raise KafkaException(meta.error)
+            asked = admin.describe_configs([resource], request_timeout=wait)[resource]
+            configs = asked.result(timeout=wait)
+        except TimeoutError:
+            raise BrokerError(f"no answer within {timeout:g} s") from None
+        except KafkaException as exc:
+            unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() >= deadline:
+                raise BrokerError(_describe(exc)) from None
+            time.sleep(min(_TRY_SECONDS, max(0.0, deadline - time.monotonic())))
+            continue
+        replicas = min((len(p.replicas) for p in meta.partitions.values()), default=0)
+        return TopicLayout(
+            replication=replicas,
+            min_isr=int(configs["min.insync.replicas"].value or 1),
+            brokers=len(found.brokers),
+            cleanup_policy=configs["cleanup.policy"].value or "",
         )
 
 
@@ -402,6 +440,10 @@ class Consumed:
     Without `durable`, offsets are stored when told (`done`) and committed every 5 s; with it,
     they are committed only within state transactions (`Transactions.commit`). `to_the_end`:
     the reader stops at the end of every partition, so ends are told at once.
+
+    Not `subscribe`d (the topic does not exist yet), each poll looks for the topic once a second
+    (`waiting` says what for) and subscribes once it is there, from its beginning: every record
+    in it was written after the wait began.
     """
 
     def __init__(
@@ -413,6 +455,7 @@ class Consumed:
         from_beginning: bool,
         durable: bool = False,
         to_the_end: bool = False,
+        subscribe: bool = True,
     ) -> None:
         self.topic = topic
         self.group = group
@@ -446,9 +489,28 @@ class Consumed:
                 "stats_cb": self._stats,
             },
         )
+        where = config.get("bootstrap.servers", DEFAULT_BOOTSTRAP)
+        self.waiting = None if subscribe else f"topic {topic!r} on {where}"
+        self._looked = 0.0
+        if subscribe:
+            self._subscribe()
+
+    def _subscribe(self) -> None:
         self._consumer.subscribe(
-            [topic], on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
+            [self.topic], on_assign=self._assign, on_revoke=self._revoke, on_lost=self._lost
         )
+
+    def _look_for_topic(self, timeout: float) -> None:
+        """While waiting: once a second, subscribe if the topic is there now."""
+        if time.monotonic() - self._looked >= 1.0:
+            self._looked = time.monotonic()
+            with contextlib.suppress(KafkaException):
+                found = self._consumer.list_topics(self.topic, timeout=1).topics[self.topic]
+                if found.error is None and found.partitions:
+                    self.from_beginning, self.waiting = True, None
+                    self._subscribe()
+                    return
+        self._consumer.poll(timeout)  # serves the callbacks: brokers_up stays true
 
     def _error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
@@ -519,6 +581,9 @@ class Consumed:
 
     def poll(self, max_records: int, timeout: float) -> Polled:
         """Up to `max_records` records, waiting at most `timeout` seconds for the first."""
+        if self.waiting is not None:
+            self._look_for_topic(timeout)
+            return Polled()
         try:
             messages = self._consumer.consume(max_records, timeout)
         except KafkaException as exc:  # fatal: librdkafka retries everything else itself
@@ -618,6 +683,44 @@ TXN_SECONDS = 5.0  # librdkafka's timeout for each step of a state transaction
 WEDGED_SECONDS = 4 * TXN_SECONDS  # how long the consume loop waits for a whole one, at most
 
 
+class Pending:
+    """A state transaction under way in a thread of its own (`Transactions.begin`).
+
+    Its outcome is waited for at most WEDGED_SECONDS from its start: when the group coordinator
+    moves (a broker restarts), librdkafka's send_offsets_to_transaction can ignore its own
+    timeout (librdkafka#5456). Such a producer is abandoned, and the next commit starts a new one
+    with the same transactional.id, which fences whatever the old one left open.
+    """
+
+    def __init__(self, owner: Transactions, producer: Producer) -> None:
+        self.owner = owner
+        self.producer = producer
+        self.started = time.monotonic()
+        self.outcome: list[tuple[KafkaException | None, bool]] = []
+        self.worker: threading.Thread | None = None
+
+    def done(self) -> bool:
+        """Whether `result` would answer at once: finished, or given up on."""
+        return bool(self.outcome) or time.monotonic() - self.started >= WEDGED_SECONDS
+
+    def result(self, wait: float | None = None) -> None:
+        """Wait for the outcome (at most `wait` s, and no later than WEDGED_SECONDS from the
+        start); CommitFailed unless it committed. One not over by then is abandoned."""
+        if self.worker is not None:
+            left = self.started + WEDGED_SECONDS - time.monotonic()
+            self.worker.join(max(0.0, left if wait is None else min(wait, left)))
+        if not self.outcome:
+            self.owner.abandoned += 1
+            self.owner._drop(self.producer)
+            waited = time.monotonic() - self.started
+            raise CommitFailed(f"no answer within {waited:.1f} s; starting afresh")
+        error, usable = self.outcome[0]
+        if not usable:
+            self.owner._drop(self.producer)
+        if error is not None:
+            raise CommitFailed(_describe(error), refused=error.args[0].code() in FENCED)
+
+
 class Transactions:
     """A transactional producer of state records, each commit with the group's offsets.
 
@@ -646,6 +749,7 @@ class Transactions:
             **config,
         }
         self._producer: Producer | None = None
+        self.abandoned = 0  # producers left in a transaction that did not answer in time
         first = _client(
             Producer, self._config
         )  # a setting librdkafka refuses is told now, not in a thread
@@ -675,13 +779,22 @@ class Transactions:
         offsets: dict[int, int],
         source: Consumed | None,
     ) -> None:
-        """Write `records` and commit `offsets` for `source`'s group, all or nothing.
+        """Write `records` and commit `offsets` for `source`'s group, all or nothing, and wait.
 
         CommitFailed if it did not commit: nothing of it is visible, and the next try starts
-        afresh. The work runs in a thread of its own, waited for at most WEDGED_SECONDS: when
-        the group coordinator goes away, librdkafka's send_offsets_to_transaction can ignore its
-        own timeout (librdkafka#5456). Such a producer is abandoned; the next one, with the same
-        transactional.id, fences whatever it left open.
+        afresh.
+        """
+        self.begin(records, offsets, source).result()
+
+    def begin(
+        self,
+        records: Sequence[tuple[bytes, bytes | None]],
+        offsets: dict[int, int],
+        source: Consumed | None,
+    ) -> Pending:
+        """Start the transaction of `commit` in a thread of its own; its outcome comes later.
+
+        CommitFailed at once if it cannot start (no member of the group now, no producer).
         """
         positions, group = [], None
         if source is not None and offsets:
@@ -696,22 +809,22 @@ class Transactions:
             producer = self._producer = self._producer or self._start()
         except BrokerError as exc:
             raise CommitFailed(str(exc)) from None
-        outcome: list[tuple[KafkaException | None, bool]] = []
+        pending = Pending(self, producer)
         worker = threading.Thread(
-            target=lambda: outcome.append(self._transact(producer, records, positions, group)),
+            target=lambda: pending.outcome.append(
+                self._transact(producer, records, positions, group)
+            ),
             name="lumu-state-commit",
             daemon=True,  # a wedged one must not hold the process at exit
         )
+        pending.worker = worker
         worker.start()
-        worker.join(WEDGED_SECONDS)
-        if not outcome:
+        return pending
+
+    def _drop(self, producer: Producer) -> None:
+        """Use a new producer next time (the same transactional.id: it fences this one)."""
+        if self._producer is producer:
             self._producer = None
-            raise CommitFailed(f"no answer within {WEDGED_SECONDS:g} s; starting afresh")
-        error, usable = outcome[0]
-        if not usable:
-            self._producer = None
-        if error is not None:
-            raise CommitFailed(_describe(error), refused=error.args[0].code() in FENCED)
 
     def _transact(
         self,

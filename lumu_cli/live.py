@@ -58,6 +58,8 @@ def render(stats: Stats, topic: str = "") -> RenderableType:
     for reason, count in stats.invalid.items():
         totals.add_row(f"  {reason}", f"{count:,}", style="yellow")
     totals.add_row("uptime", _duration(stats.elapsed))
+    if stats.waiting:
+        totals.add_row("waiting for", Text(stats.waiting, style="bold yellow"))
     if not stats.healthy:
         totals.add_row("broker", Text("unreachable, retrying", style="bold red"))
     partitions = Table("partition", "offset", "lag", "counted", box=None, header_style="bold")
@@ -75,6 +77,8 @@ def render(stats: Stats, topic: str = "") -> RenderableType:
 def status_line(stats: Stats) -> str:
     """The plain form of the view, for a stderr that is not a terminal."""
     broker = "" if stats.healthy else ", broker unreachable"
+    if stats.waiting:
+        return f"lumu: waiting for {stats.waiting}{broker}"
     elsewhere = sum(not info.local for info in stats.partitions)
     state = f", state lag {stats.lag(local=False):,}" if elsewhere else ""
     return (

@@ -127,6 +127,11 @@ class _Collector:
         yield GaugeMetricFamily(
             "lumu_up", "1 while a broker answers, 0 while none does.", value=int(stats.healthy)
         )
+        yield GaugeMetricFamily(
+            "lumu_waiting_for_topic",
+            "1 while the topic does not exist yet (counting starts once it is created), else 0.",
+            value=int(stats.waiting is not None),
+        )
         yield CounterMetricFamily(
             "lumu_commits_refused",
             "State commits the group coordinator refused: this member had been fenced (a zombie).",
@@ -178,6 +183,7 @@ def _count(stats: Stats, _registry: CollectorRegistry) -> Answer:
         "invalid_by_reason": stats.invalid,
         "rate": round(stats.rate, 1),
         "healthy": stats.healthy,
+        "waiting_for_topic": stats.waiting is not None,
         "updated_at": stats.updated_at,
         "as_of": stats.as_of,
         "lag": stats.lag(local=True),
@@ -228,12 +234,15 @@ _TIME = {"type": "string", "format": "date-time"}
 _COUNT_SCHEMA = {
     "type": "object",
     "required": ["unique_ips", "messages", "invalid", "invalid_by_reason", "rate", "healthy",
-                 "updated_at", "as_of", "lag", "state_lag", "partitions"],
+                 "waiting_for_topic", "updated_at", "as_of", "lag", "state_lag", "partitions"],
     "properties": {
         "unique_ips": _INT, "messages": _INT, "invalid": _INT,
         "invalid_by_reason": {"type": "object", "additionalProperties": _INT},
         "rate": {"type": "number", "description": "Records a second, over the last 5 s."},
         "healthy": {"type": "boolean", "description": "Whether a broker answers."},
+        "waiting_for_topic": {"type": "boolean",
+                              "description": "The topic does not exist yet: counting starts, "
+                                             "from its first record, once it is created."},
         "updated_at": _TIME,
         "as_of": {**_TIME, "type": ["string", "null"],
                   "description": "When the oldest snapshot followed was written (null: every "

@@ -51,6 +51,7 @@ class PartitionTally:
     saved_offset: int | None = None  # next_offset of that snapshot (None: never written)
     saved_unique: int = 0  # its unique_ips
     pieces: Pieces | None = None  # while counted here: which pieces changed since the snapshot
+    sending: tuple[int, int] | None = None  # next_offset, unique IPs of the snapshot being stored
     v6_bounds: set[bytes] = field(default_factory=set)  # while followed: its IPv6 pieces' names
 
     def meta(self, written_at: str) -> bytes:
@@ -219,12 +220,16 @@ class Tally:
             part.pieces = None
 
     def changes(self, topic: str, partitions: Iterable[int], now: str) -> list[tuple[bytes, bytes]]:
-        """The records that bring each local partition's snapshot up to date (meta last)."""
+        """The records that bring each local partition's snapshot up to date (meta last).
+
+        Counting may go on while they are stored; `written` or `unwritten` tells the outcome.
+        """
         records = []
         for partition in sorted(partitions):
             part = self.partitions[partition]
             assert part.pieces is not None, f"partition {partition} is not counted here"
             pieces = part.pieces.changed()
+            part.sending = part.next_offset, len(part.ips)
             if pieces or part.next_offset != part.saved_offset:
                 records += [(key(topic, partition, name), _HEAD + body) for name, body in pieces]
                 records.append((key(topic, partition, "meta"), part.meta(now)))
@@ -235,9 +240,18 @@ class Tally:
         for partition in partitions:
             part = self.partitions[partition]
             assert part.pieces is not None
+            assert part.sending is not None
             part.pieces.written()
-            part.saved_offset, part.saved_unique = part.next_offset, len(part.ips)
-            part.written_at = now
+            part.saved_offset, part.saved_unique = part.sending
+            part.sending, part.written_at = None, now
+
+    def unwritten(self, partitions: Iterable[int]) -> None:
+        """The records `changes` gave for `partitions` were not committed: due again."""
+        for partition in partitions:
+            part = self.partitions[partition]
+            assert part.pieces is not None
+            part.pieces.unwritten()
+            part.sending = None
 
     def read(self, topic: str, records: Iterable[StateRecord]) -> None:
         """Follow the snapshots of partitions counted elsewhere (in the order they were written)."""

@@ -5,7 +5,9 @@
     snapshot is known; a partition assigned here resumes at its snapshot's next offset;
   - start: a partition with no snapshot gets one at once, at the offset it starts from;
   - commit: every commit interval, the pieces that changed and each partition's meta are written
-    in one transaction with the group's offsets (the snapshot's offsets are the truth);
+    in one transaction with the group's offsets (the snapshot's offsets are the truth). It runs
+    beside the counting, which never waits for it: a commit that hangs while a broker restarts
+    (librdkafka#5456) holds back the next snapshot, not the count;
   - rebalance: revoked partitions are committed before they are given up (if that fails, what
     is known of them is read again from the topic); lost ones are not committed, and everything
     is read again from the topic, as at a restart;
@@ -33,8 +35,10 @@ from lumu_cli.kafka_io import (
     Consumed,
     Ends,
     PartitionInfo,
+    Pending,
     StateReader,
     StateRow,
+    TopicLayout,
     Transactions,
     check_state_topic,
     delete_group,
@@ -45,9 +49,21 @@ from lumu_cli.kafka_io import (
 from lumu_cli.snapshots import Meta, StateRecord, Tally, decode, key
 from lumu_cli.timestamps import format_timestamp
 
-__all__ = ["Durable", "Ephemeral", "SavedTopic", "describe", "reset", "state_topic"]
+__all__ = [
+    "Durable",
+    "Ephemeral",
+    "Saved",
+    "SavedTopic",
+    "describe",
+    "replication_warning",
+    "reset",
+    "state_topic",
+]
 
 CATCH_UP_SECONDS = 120.0  # an open transaction of a killed instance ends within its timeout
+# How long a rebalance waits for the periodic commit under way before it abandons it (and its
+# producer) and commits anew: a commit answers in milliseconds, or hangs (librdkafka#5456).
+GRACE_SECONDS = 1.0
 
 
 def state_topic(group: str) -> str:
@@ -146,6 +162,7 @@ class Durable:
         commit_interval: float,
         timeout: float,
         notify: Callable[[str], None],
+        replication: int | None = None,
     ) -> None:
         self.source = source
         self.tally = tally
@@ -155,12 +172,18 @@ class Durable:
         self.name = state_topic(source.group)
         # first: a setting its producer cannot work with is told before anything is created
         self._writer = Transactions(config, self.name, source.group, timeout, _crash_hook())
-        if ensure_state_topic(config, self.name, timeout):
-            notify(f"created state topic {self.name!r} (compacted)")
+        created, layout = ensure_state_topic(config, self.name, timeout, replication)
+        if created:
+            notify(
+                f"created state topic {self.name!r} (compacted, replication {layout.replication})"
+            )
+        if warning := replication_warning(self.name, layout):
+            notify(warning)
         self._reader = StateReader(config, self.name, source.group, timeout)
         self._ends = Ends(config, source.topic)
         self._committed_at = time.monotonic()
         self._failures: set[str] = set()
+        self._pending: tuple[Pending, list[int], str] | None = None  # partitions, written at
         self._alone = False
         self.restore_seconds = 0.0
         self.commits_refused = 0  # commits aborted because this member had been fenced
@@ -180,6 +203,7 @@ class Durable:
 
     def assigned(self, partitions: list[int]) -> dict[int, int]:
         """Resume each partition at its snapshot; one without a snapshot gets one now."""
+        self._settle(GRACE_SECONDS)
         self._catch_up()  # a snapshot its last owner committed while giving it up is read
         self._alone = False
         new = [p for p in partitions if not self.tally.saved(p)]
@@ -203,6 +227,7 @@ class Durable:
 
     def revoked(self, partitions: list[int]) -> None:
         """Commit the partitions given up, then follow them as any other's."""
+        self._settle(GRACE_SECONDS)
         self._alone = False
         mine = [p for p in partitions if p in self.tally.local]
         committed = self._commit(mine)
@@ -220,6 +245,7 @@ class Durable:
         self.notify(
             f"partition(s) {_listed(partitions)} lost (session timed out?); reading the state again"
         )
+        self._settle(0)  # its offsets would be refused: not waited for
         self._alone = False
         self._reload()
 
@@ -229,19 +255,27 @@ class Durable:
         pass  # the offsets are committed with the snapshot
 
     def tick(self, now: float) -> None:
-        """Follow the others' snapshots; commit ours when the interval is up."""
+        """Follow the others' snapshots; commit ours when the interval is up and the last
+        commit is over (it goes on beside the counting)."""
         if not self._alone:
             self._follow(0)
+        if self._pending is not None:
+            if not self._pending[0].done():
+                return
+            self._settle()
         if now - self._committed_at >= self.commit_interval and self.source.brokers_up.is_set():
             self._committed_at = now
-            self._commit(sorted(self.tally.local))
+            self._begin(sorted(self.tally.local))
+            if self._pending is not None and self._pending[0].done():  # over already (a fake's)
+                self._settle()
             self._ends.refresh(set(self.tally.partitions) - self.tally.local)
             # Counting every partition here, there is no one to follow (until a rebalance).
             count = self.source.partition_count()
             self._alone = count is not None and self.tally.local >= set(range(count))
 
     def finish(self) -> None:
-        """The last commit, on a clean stop."""
+        """The last commit, on a clean stop (after the one under way)."""
+        self._settle()
         self._commit(sorted(self.tally.local))
 
     def close(self) -> None:
@@ -265,7 +299,12 @@ class Durable:
     # ------------------------------------------------------------ state topic I/O
 
     def _commit(self, partitions: list[int]) -> bool:
-        """Write what changed in `partitions` with their offsets; False if it did not commit."""
+        """Write what changed in `partitions` with their offsets, and wait; False if it did not
+        commit. (Nothing else is under way: each caller settles that first.)"""
+        return self._begin(partitions) and self._settle()
+
+    def _begin(self, partitions: list[int]) -> bool:
+        """Start writing what changed in `partitions` with their offsets (False: cannot)."""
         now = _now()
         records = self.tally.changes(self.source.topic, partitions, now)
         if not records:
@@ -273,21 +312,39 @@ class Durable:
         offsets = {p: self.tally.partitions[p].next_offset for p in partitions}
         pause_point("commit")
         try:
-            self._writer.commit(records, offsets, self.source)
+            self._pending = self._writer.begin(records, offsets, self.source), partitions, now
         except CommitFailed as exc:
-            if exc.refused:
-                self.commits_refused += 1
-                self.notify(
-                    "state commit refused: this member was fenced by a newer generation of group "
-                    f"{self.source.group!r}; its snapshot of partition(s) {_listed(partitions)} "
-                    "was aborted, nothing written"
-                )
-            elif str(exc) not in self._failures:
-                self._failures.add(str(exc))
-                self.notify(f"state commit failed, will retry: {exc}")
+            self.tally.unwritten(partitions)
+            self._failed(exc, partitions)
+            return False
+        return True
+
+    def _settle(self, wait: float | None = None) -> bool:
+        """The outcome of the commit under way, waited for at most `wait` s (None: as long as
+        a commit may take); abandoned if not over by then. True if none failed."""
+        if self._pending is None:
+            return True
+        (pending, partitions, now), self._pending = self._pending, None
+        try:
+            pending.result(wait)
+        except CommitFailed as exc:
+            self.tally.unwritten(partitions)
+            self._failed(exc, partitions)
             return False
         self.tally.written(partitions, now)
         return True
+
+    def _failed(self, exc: CommitFailed, partitions: list[int]) -> None:
+        if exc.refused:
+            self.commits_refused += 1
+            self.notify(
+                "state commit refused: this member was fenced by a newer generation of group "
+                f"{self.source.group!r}; its snapshot of partition(s) {_listed(partitions)} "
+                "was aborted, nothing written"
+            )
+        elif str(exc) not in self._failures:
+            self._failures.add(str(exc))
+            self.notify(f"state commit failed, will retry: {exc}")
 
     def _follow(self, timeout: float) -> None:
         """Apply the committed records that are there."""
@@ -317,6 +374,17 @@ class Durable:
         self.tally.forget(partitions)
         self._reader.rewind()
         self._catch_up()
+
+
+def replication_warning(name: str, layout: TopicLayout) -> str | None:
+    """A warning if the state topic is on one broker of several: that broker's loss loses it."""
+    if layout.replication == 1 and layout.brokers > 1:
+        return (
+            f"warning: state topic {name!r} has replication factor 1 on a cluster of "
+            f"{layout.brokers} brokers: the saved count is lost with that broker (raise it "
+            "with kafka-reassign-partitions)"
+        )
+    return None
 
 
 def _listed(partitions: Iterable[int]) -> str:
@@ -364,6 +432,15 @@ class SavedTopic:
     partitions: list[SavedPartition]
 
 
+@dataclass(frozen=True)
+class Saved:
+    """A group's state topic, as `lumu state` shows it: how it is kept, and what it holds."""
+
+    name: str
+    layout: TopicLayout
+    topics: list[SavedTopic]
+
+
 def _read_all(config: dict[str, str], group: str, timeout: float) -> list[StateRow]:
     reader = StateReader(config, state_topic(group), group, timeout)
     try:
@@ -372,7 +449,7 @@ def _read_all(config: dict[str, str], group: str, timeout: float) -> list[StateR
         reader.close()
 
 
-def describe(config: dict[str, str], group: str, timeout: float) -> list[SavedTopic]:
+def describe(config: dict[str, str], group: str, timeout: float) -> Saved:
     """Every partition's saved snapshot in `group`'s state topic, by tracked topic.
 
     StateError where a restoring instance would refuse it: not compacted, not lumu's, another
@@ -381,7 +458,7 @@ def describe(config: dict[str, str], group: str, timeout: float) -> list[SavedTo
     name = state_topic(group)
     if not topic_exists(config, name, timeout):
         raise StateError(f"group {group!r} has no saved state (no topic {name!r})")
-    check_state_topic(config, name, timeout)  # as ensure_state_topic does for an instance
+    layout = check_state_topic(config, name, timeout)  # as ensure_state_topic does at start
     rows = _read_all(config, group, timeout)
     records = [_decoded(name, row) for row in rows]
     sizes: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> its records' sizes
@@ -405,7 +482,7 @@ def describe(config: dict[str, str], group: str, timeout: float) -> list[SavedTo
             partitions.append(SavedPartition(partition, meta, unique, len(mine), sum(mine)))
         if partitions:
             saved.append(SavedTopic(topic, len(tally.ips), partitions))
-    return saved
+    return Saved(name, layout, saved)
 
 
 def reset(config: dict[str, str], group: str, timeout: float) -> int:

@@ -47,6 +47,7 @@ class Stats:
     healthy: bool = True
     first_record_at: float | None = None  # seconds after the start (restore and join included)
     commits_refused: int = 0  # state commits refused because this member had been fenced
+    waiting: str | None = None  # what counting waits for: "topic 'x' on HOST:PORT"
 
     @property
     def invalid_total(self) -> int:
@@ -80,6 +81,7 @@ class Source(Protocol):
 
     assigned: set[int]
     brokers_up: threading.Event
+    waiting: str | None  # what it waits for before it can read (a topic not created yet)
 
     def poll(self, max_records: int, timeout: float) -> Polled: ...
     def partitions(self) -> list[PartitionInfo]: ...
@@ -268,4 +270,5 @@ class Tracker:
             partitions=tuple(sorted(self._partitions(), key=lambda info: info.partition)),
             healthy=self.source.brokers_up.is_set(),
             commits_refused=self.keeper.commits_refused if self.keeper else 0,
+            waiting=self.source.waiting,
         )

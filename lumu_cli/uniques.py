@@ -149,6 +149,7 @@ class Pieces:
         self._touched4 = np.zeros(len(self._written4), bool)  # by piece: cheaper than addresses
         self._touched6: set[bytes] = set()
         self._proposed: tuple[dict[int, int], dict[bytes, int]] = ({}, {})
+        self._sent: tuple[npt.NDArray[np.bool_], set[bytes]] | None = None  # what `changed` read
 
     def touch(self, v4: Sequence[int] | npt.NDArray[np.uint32], v6: Sequence[bytes]) -> None:
         """Note addresses just added to the set (their pieces may have changed)."""
@@ -157,7 +158,11 @@ class Pieces:
         self._touched6.update(v6)
 
     def changed(self) -> list[tuple[str, bytes]]:
-        """(name, bytes) of each piece that changed since `written`: 'v4/00ff', 'v6/<hex>'."""
+        """(name, bytes) of each piece that changed since `written`: 'v4/00ff', 'v6/<hex>'.
+
+        Changes from now on are noted afresh (the set may grow while these are being stored);
+        `written` or `unwritten` tells what became of these.
+        """
         written4: dict[int, int] = {}
         keys = np.flatnonzero(self._touched4).tolist()
         records = []
@@ -173,10 +178,13 @@ class Pieces:
             records.append((f"v6/{bound.hex()}", addresses.tobytes()))
             written6[bound] = len(addresses)
         self._proposed = (written4, written6)
+        self._sent = (self._touched4.copy(), set(self._touched6))
+        self._touched4[:] = False
+        self._touched6.clear()
         return records
 
     def written(self) -> None:
-        """The pieces `changed` gave are stored: start noting changes afresh."""
+        """The pieces `changed` gave are stored."""
         written4, written6 = self._proposed
         for key, size in written4.items():
             self._written4[key] = size
@@ -184,9 +192,15 @@ class Pieces:
         if new:
             self._bounds = np.union1d(self._bounds, np.array(new, _V6))
         self._written6.update(written6)
-        self._touched4[:] = False
-        self._touched6.clear()
-        self._proposed = ({}, {})
+        self._proposed, self._sent = ({}, {}), None
+
+    def unwritten(self) -> None:
+        """The pieces `changed` gave were not stored: they count as changed again."""
+        if self._sent is not None:
+            touched4, touched6 = self._sent
+            self._touched4 |= touched4
+            self._touched6 |= touched6
+        self._proposed, self._sent = ({}, {}), None
 
     def v6_bounds(self) -> set[bytes]:
         """The lower bounds that name the IPv6 pieces written so far."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rich.console import Console
 
 from lumu_cli.kafka_io import PartitionInfo
@@ -70,3 +72,14 @@ def test_status_line_is_one_plain_line() -> None:
     )
     only_here = Stats(3, 4, {}, 0.0, 1.0, "2026-11-28T07:00:00.000Z", STATS.partitions[:1])
     assert status_line(only_here) == ("lumu: 3 unique IPs, 4 messages (0/s), 0 invalid, lag 10")
+
+
+def test_waiting_for_the_topic_is_said_in_the_view_and_the_status_line() -> None:
+    waiting = Stats(0, 0, {}, 0.0, 1.0, "2026-11-28T07:00:00.000Z", waiting="topic 'x' on h:9092")
+    assert status_line(waiting) == "lumu: waiting for topic 'x' on h:9092"
+    assert any(
+        "waiting for" in line and "topic 'x' on h:9092" in line
+        for line in drawn(waiting).splitlines()
+    )
+    assert "waiting" not in drawn(STATS)
+    assert status_line(replace(waiting, healthy=False)).endswith(", broker unreachable")

@@ -200,6 +200,7 @@ def test_count_is_json_of_the_snapshot(conn: http.client.HTTPConnection) -> None
         "invalid_by_reason": {"bad_timestamp": 7, "empty": 1, "not_json": 30},
         "rate": 250.5,
         "healthy": True,
+        "waiting_for_topic": False,
         "updated_at": "2024-09-18T14:14:10.124Z",
         "as_of": "2024-09-18T14:14:08.000Z",  # the oldest snapshot followed
         "lag": 30,
@@ -220,6 +221,7 @@ def test_count_follows_the_latest_snapshot(
         "invalid_by_reason": {},
         "rate": 0.0,
         "healthy": False,
+        "waiting_for_topic": False,
         "updated_at": STATS.updated_at,
         "as_of": "2024-09-18T14:14:08.000Z",
         "lag": 30,
@@ -286,6 +288,19 @@ def test_metrics_are_prometheus_text_with_the_snapshot_numbers(
     assert state_lag == {"3": 45 - 40, "4": 0}  # only the partitions counted elsewhere
     assert values[("lumu_up", frozenset())] == 1
     assert values[("lumu_commits_refused_total", frozenset())] == 2
+    assert values[("lumu_waiting_for_topic", frozenset())] == 0
+
+
+def test_a_service_waiting_for_its_topic_says_so_and_is_healthy(
+    conn: http.client.HTTPConnection, snapshot: Snapshot
+) -> None:
+    empty = replace(STATS, unique_ips=0, messages=0, invalid={}, partitions=())
+    snapshot.stats = replace(empty, waiting="topic 'device-events' on 127.0.0.1:9092")
+    count = json.loads(fetch(conn, "/count")[2])
+    assert (count["waiting_for_topic"], count["unique_ips"]) == (True, 0)
+    assert fetch(conn, "/healthz")[0] == 200
+    values = samples(fetch(conn, "/metrics")[2].decode())
+    assert values[("lumu_waiting_for_topic", frozenset())] == 1
 
 
 def test_metrics_count_open_connections_and_show_the_cap() -> None:

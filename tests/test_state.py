@@ -24,7 +24,14 @@ from confluent_kafka import KafkaError
 
 from lumu_cli import kafka_io, state
 from lumu_cli.errors import StateError
-from lumu_cli.kafka_io import CommitFailed, Consumed, PartitionInfo, StateRow, client_config
+from lumu_cli.kafka_io import (
+    CommitFailed,
+    Consumed,
+    PartitionInfo,
+    StateRow,
+    TopicLayout,
+    client_config,
+)
 from lumu_cli.snapshots import Meta, Tally, decode
 from lumu_cli.state import Durable, SavedPartition, SavedTopic, describe, reset
 from tests.test_kafka_state import Broker, FakeProducer, error
@@ -57,9 +64,16 @@ class Kafka:
     members: int = 0
     exists: bool = True  # whether the state topic exists
     policy: str = "compact"
+    brokers: int = 1  # in the cluster
+    default_replication: int = 1  # the cluster's default.replication.factor
+    replication: int = 1  # the state topic's
     deleted: list[str] = field(default_factory=list)  # groups deleted
     ends: dict[int, int] = field(default_factory=dict)  # the tracked topic's end offsets
     waited: float = 0.0  # seconds the state readers waited for records that were not there
+    hang: int = 0  # how many of the next commits hang (until released)
+    released: bool = False
+    abandoned: int = 0  # commits given up on while they hung
+    waits: list[float | None] = field(default_factory=list)  # how long each hung one was waited
 
 
 def append(kafka: Kafka, records: Sequence[tuple[bytes, bytes | None]]) -> None:
@@ -101,8 +115,42 @@ class FakeTransactions:
         if source is not None:
             kafka.offsets.update(offsets)
 
+    def begin(self, records: Records, offsets: dict[int, int], source: FakeSource | None) -> Done:
+        """As kafka_io's: the commit under way; here over at once, unless `kafka.hang` says this
+        one hangs (until `kafka.released`)."""
+        if self.kafka.hang:
+            self.kafka.hang -= 1
+            return Done(self, (list(records), dict(offsets), source))
+        try:
+            self.commit(records, offsets, source)
+        except CommitFailed as exc:
+            return Done(self, failure=exc)
+        return Done(self)
+
     def close(self) -> None:
         pass
+
+
+@dataclass
+class Done:
+    """A fake commit under way (kafka_io.Pending): over, or hanging until `kafka.released`."""
+
+    writer: FakeTransactions
+    held: tuple[Records, dict[int, int], FakeSource | None] | None = None
+    failure: CommitFailed | None = None
+
+    def done(self) -> bool:
+        return self.held is None or self.writer.kafka.released
+
+    def result(self, wait: float | None = None) -> None:
+        if self.held is not None:
+            self.writer.kafka.waits.append(wait)
+            if not self.writer.kafka.released:  # not over within the wait: abandoned
+                self.writer.kafka.abandoned += 1
+                raise CommitFailed("no answer within 1.0 s; starting afresh")
+            self.writer.commit(*self.held)
+        if self.failure is not None:
+            raise self.failure
 
 
 class FakeReader:
@@ -197,19 +245,22 @@ def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> Kafka:
     """The `kafka` fixture, for other modules' fixtures."""
     kafka = Kafka()
 
-    def ensure(config: dict[str, str], topic: str, timeout: float) -> bool:
+    def ensure(
+        config: dict[str, str], topic: str, timeout: float, replication: int | None = None
+    ) -> tuple[bool, TopicLayout]:
         given(config, timeout)
         assert topic == STATE
         created, kafka.exists = not kafka.exists, True
-        if not created:
-            check(config, topic, timeout)
-        return created
+        if created:
+            kafka.replication = replication or kafka.default_replication
+        return created, check(config, topic, timeout)
 
-    def check(config: dict[str, str], topic: str, timeout: float) -> None:
+    def check(config: dict[str, str], topic: str, timeout: float) -> TopicLayout:
         given(config, timeout)
         assert topic == STATE
         if kafka.policy != "compact":
             raise StateError(f"state topic {topic!r} has cleanup.policy={kafka.policy}")
+        return TopicLayout(kafka.replication, 1, kafka.brokers, kafka.policy)
 
     def exists(config: dict[str, str], topic: str, timeout: float) -> bool:
         given(config, timeout)
@@ -382,7 +433,38 @@ def test_committed_offsets_without_saved_state_are_refused(kafka: Kafka) -> None
 
 def test_a_new_state_topic_is_told_once_created(kafka: Kafka) -> None:
     kafka.exists = False
-    assert start(kafka).said == ["created state topic 'g-lumu-state' (compacted)"]
+    assert start(kafka).said == ["created state topic 'g-lumu-state' (compacted, replication 1)"]
+    assert start(kafka).said == []
+
+
+def test_the_state_topic_takes_the_replication_given_else_the_clusters_default(
+    kafka: Kafka,
+) -> None:
+    kafka.exists, kafka.brokers, kafka.default_replication = False, 5, 3
+    assert start(kafka).said == ["created state topic 'g-lumu-state' (compacted, replication 3)"]
+    kafka.exists = False
+    said: list[str] = []
+    Durable(
+        CONFIG, cast(Consumed, FakeSource(kafka)), Tally(), commit_interval=INTERVAL,
+        timeout=TIMEOUT, notify=said.append, replication=5,
+    )  # fmt: skip
+    assert (said, kafka.replication) == (
+        ["created state topic 'g-lumu-state' (compacted, replication 5)"],
+        5,
+    )
+
+
+def test_a_state_topic_on_one_broker_of_several_is_warned_of_at_each_start(kafka: Kafka) -> None:
+    kafka.brokers = 3
+    warning = (
+        "warning: state topic 'g-lumu-state' has replication factor 1 on a cluster of 3 brokers: "
+        "the saved count is lost with that broker (raise it with kafka-reassign-partitions)"
+    )
+    assert start(kafka).said == [warning]
+    assert start(kafka).said == [warning]
+    kafka.replication = 2
+    assert start(kafka).said == []
+    kafka.brokers, kafka.replication = 1, 1  # a single broker: nothing better to be had
     assert start(kafka).said == []
 
 
@@ -746,7 +828,7 @@ def test_describe_shows_each_partitions_snapshot_pieces_and_bytes(kafka: Kafka) 
     live = {k.decode(): len(v) for _, k, v in kafka.rows if k and v}
     size = {p: sum(n for k, n in live.items() if k.startswith(f"events/{p}/")) for p in (0, 1)}
     metas = {p: meta(kafka.commits[-1 if p == 0 else 1], p) for p in (0, 1)}
-    assert describe(CONFIG, GROUP, TIMEOUT) == [
+    assert describe(CONFIG, GROUP, TIMEOUT).topics == [
         SavedTopic(TOPIC, 4, [
             SavedPartition(0, metas[0], 3, 3, size[0]),
             SavedPartition(1, metas[1], 2, 3, size[1]),
@@ -811,3 +893,77 @@ def test_a_reset_whose_tombstones_do_not_commit_is_a_state_error(kafka: Kafka) -
     with pytest.raises(StateError) as failed:
         reset(CONFIG, GROUP, TIMEOUT)
     assert str(failed.value) == "cannot reset the state in 'g-lumu-state': Broker: Not coordinator"
+
+
+# ---------------------------------------------------------------- commits beside the counting
+
+
+def test_counting_goes_on_while_a_commit_hangs_and_the_next_snapshot_has_it_all(
+    kafka: Kafka,
+) -> None:
+    a = start(kafka)
+    a.durable.assigned([0])
+    a.count(0, v4(0, 10) + v6(0, 3))
+    kafka.hang = 1
+    a.commit()  # begun: it hangs (the coordinator moved)
+    a.count(0, v4(10, 20) + v6(3, 5))  # counted meanwhile, into pieces being written too
+    a.commit()  # the interval is up again: no second commit while the first is under way
+    assert len(kafka.commits) == 1  # (the start's)
+    assert (a.unique(), a.tally.messages) == (25, 25)
+    kafka.released = True  # the hanging commit answers: its snapshot of 13 records is stored
+    a.commit()
+    assert meta(kafka.commits[1], 0).next_offset == 13
+    assert meta(kafka.commits[2], 0).next_offset == 25  # and at once the next, of the rest
+    b = restored(kafka)
+    assert b.durable.assigned([0]) == {0: 25}
+    assert (b.unique(), list(b.tally.ips.v4), list(b.tally.ips.v6)) == (
+        25, list(a.tally.ips.v4), list(a.tally.ips.v6),
+    )  # fmt: skip
+
+
+def test_a_commit_that_hangs_at_a_rebalance_is_abandoned_and_its_snapshot_written_anew(
+    kafka: Kafka,
+) -> None:
+    a = start(kafka)
+    a.durable.assigned([0, 1])
+    a.count(0, v4(0, 10))
+    a.count(1, v4(10, 20))
+    kafka.hang = 1
+    a.commit()
+    a.count(1, v4(20, 25))
+    a.durable.revoked([1])
+    assert kafka.waits == [state.GRACE_SECONDS]  # waited for a moment, then given up on
+    assert kafka.abandoned == 1
+    assert a.said == ["state commit failed, will retry: no answer within 1.0 s; starting afresh"]
+    b = restored(kafka)
+    assert b.durable.assigned([1]) == {1: 15}  # what the abandoned commit held is written anew
+    assert b.unique() == 15  # partition 0's 10 are in no snapshot yet: a counts it still
+    a.commit()
+    c = restored(kafka)
+    assert c.durable.assigned([0]) == {0: 10}
+    assert c.unique() == 25
+
+
+def test_a_lost_partition_does_not_wait_for_the_commit_under_way(kafka: Kafka) -> None:
+    a = start(kafka)
+    a.durable.assigned([0])
+    a.count(0, v4(0, 10))
+    kafka.hang = 1
+    a.commit()
+    a.durable.lost([0])
+    assert kafka.waits == [0]
+    assert (kafka.abandoned, a.unique()) == (1, 0)  # read again from the topic: nothing there
+
+
+def test_a_clean_stop_waits_for_the_commit_under_way_then_makes_the_last(kafka: Kafka) -> None:
+    a = start(kafka)
+    a.durable.assigned([0])
+    a.count(0, v4(0, 10))
+    kafka.hang, kafka.released = 1, True  # under way; it answers when waited for
+    a.commit()
+    kafka.released = False
+    a.count(0, v4(10, 12))
+    kafka.released = True
+    a.durable.finish()
+    assert kafka.waits[0] is None  # as long as a commit may take
+    assert restored(kafka).unique() == 12

@@ -79,6 +79,7 @@ class FakeSource:
     script: list[Polled]
     assigned: set[int] = field(default_factory=set)
     brokers_up: threading.Event = field(default_factory=threading.Event)
+    waiting: str | None = None
     exhausted: Callable[[], None] = lambda: None
     polls: int = 0
     overrun: bool = False

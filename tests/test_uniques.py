@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from lumu_cli.uniques import UniqueIPs
+from lumu_cli.uniques import Pieces, UniqueIPs
 
 MERGE_THRESHOLD = 1 << 16  # pending IPv6 addresses are merged into the sorted array from here
 
@@ -171,3 +171,38 @@ def test_the_union_of_many_sets_holds_every_address_of_each() -> None:
         v4 |= set(addresses4)
         v6 |= set(addresses6)
     assert_same(UniqueIPs.union(sets), v4, v6, random_v4(rng, 100) + random_v6(rng, 100))
+
+
+# ---------------------------------------------------------------- Pieces: what a snapshot writes
+
+
+def _grow(ips: UniqueIPs, pieces: Pieces, v4: list[int], v6: list[bytes]) -> None:
+    ips.add_v4(v4)
+    ips.add_v6(v6)
+    pieces.touch(v4, v6)
+
+
+def test_pieces_grown_while_a_snapshot_is_stored_are_due_in_the_next() -> None:
+    ips = UniqueIPs()
+    pieces = Pieces(ips)
+    v6 = [ipaddress.IPv6Address(f"2001:db8::{n:x}").packed for n in range(3)]
+    _grow(ips, pieces, [1, 2 << 18], v6[:1])
+    assert [name for name, _ in pieces.changed()] == ["v4/0000", "v4/0002", f"v6/{'0' * 32}"]
+    _grow(ips, pieces, [3], v6[1:2])  # while those are being stored
+    pieces.written()
+    assert [name for name, _ in pieces.changed()] == ["v4/0000", f"v6/{'0' * 32}"]
+    pieces.written()
+    assert pieces.changed() == []
+
+
+def test_pieces_of_a_snapshot_not_stored_are_due_again_with_those_grown_since() -> None:
+    ips = UniqueIPs()
+    pieces = Pieces(ips)
+    _grow(ips, pieces, [1, 2 << 18], [])
+    pieces.changed()
+    _grow(ips, pieces, [4 << 18], [])
+    pieces.unwritten()
+    assert [name for name, _ in pieces.changed()] == ["v4/0000", "v4/0002", "v4/0004"]
+    pieces.written()
+    _grow(ips, pieces, [1], [])  # already there: no piece changed
+    assert pieces.changed() == []

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from lumu_cli.cli import app, fail, reported
-from lumu_cli.errors import DeliveryError, ExitCode, UsageError
+from lumu_cli.errors import BrokerError, DeliveryError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from lumu_cli.tracker import Stats, Tracker
@@ -122,6 +122,19 @@ CommitInterval = Annotated[
     ),
 ]
 
+Replication = Annotated[
+    int | None,
+    typer.Option(
+        "--replication-factor",
+        envvar="LUMU_REPLICATION_FACTOR",
+        min=1,
+        metavar="N",
+        help="Replicas of each partition of a topic lumu creates (produce: the topic; track "
+        "and serve: the state topic).",
+        show_default="the cluster's default.replication.factor",
+    ),
+]
+
 
 class _Signals:
     """SIGINT and SIGTERM set `stop` for a clean stop; `interrupted` tells a Ctrl-C."""
@@ -211,6 +224,7 @@ def produce(
             "--partitions", min=1, metavar="N", help="Partitions, if the topic must be created."
         ),
     ] = 3,
+    replication: Replication = None,
     bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
@@ -231,7 +245,7 @@ def produce(
     from lumu_cli.synth import Synth
 
     config = client_config(bootstrap, settings or (), config_file)
-    if ensure_topic(config, topic, partitions, timeout):
+    if ensure_topic(config, topic, partitions, timeout, replication=replication):
         fail(f"created topic {topic!r} with {partitions} partitions")
     synth = Synth(ips, ipv6_ratio=ipv6_ratio, invalid_ratio=invalid_ratio, seed=seed)
     stop, sender = threading.Event(), Sender(config, topic)
@@ -263,6 +277,7 @@ class _Counting:
     reset: bool
     commit_interval: float
     workers: int | None
+    replication: int | None  # of the state topic, if it must be created
 
 
 @dataclass(frozen=True)
@@ -293,7 +308,7 @@ def _count(
     """What `track` and `serve` share: consume, count, keep the state, serve; the final stats."""
     from lumu_cli.checkers import Inline, Pooled, default_workers
     from lumu_cli.events import explain
-    from lumu_cli.kafka_io import Consumed, client_config, require_topic
+    from lumu_cli.kafka_io import Consumed, client_config, topic_exists
     from lumu_cli.snapshots import Tally
     from lumu_cli.state import Durable, Ephemeral, reset
     from lumu_cli.tracker import Tracker
@@ -304,7 +319,12 @@ def _count(
         with serve.named():
             parse_address(serve.address)
     config = client_config(how.bootstrap, how.settings or (), how.config_file)
-    require_topic(config, how.topic, how.timeout)
+    exists = topic_exists(config, how.topic, how.timeout)
+    if not exists and exit_at_end:  # nothing to read to the end of
+        raise BrokerError(
+            f"topic {how.topic!r} does not exist on {config['bootstrap.servers']} (name another "
+            "with -t, or create it: lumu produce -t TOPIC)"
+        )
     if how.reset and not how.state:
         raise UsageError("--reset discards the saved state: it needs --state")
     if how.reset:
@@ -320,14 +340,14 @@ def _count(
     with contextlib.ExitStack() as resources:  # closed in reverse, also on an error
         consumer = Consumed(
             config, how.topic, how.group, from_beginning=how.from_beginning or how.reset,
-            durable=how.state, to_the_end=exit_at_end,
+            durable=how.state, to_the_end=exit_at_end, subscribe=exists,
         )  # fmt: skip
         resources.callback(consumer.close)
         tally, keeper = Tally(), None
         if how.state:
             keeper = Durable(
                 config, consumer, tally, commit_interval=how.commit_interval,
-                timeout=how.timeout, notify=fail,
+                timeout=how.timeout, notify=fail, replication=how.replication,
             )  # fmt: skip
             resources.callback(keeper.close)
             keeper.restore()
@@ -344,6 +364,8 @@ def _count(
                 endpoint = Endpoint(serve.address, lambda: tracker.stats, notify=fail)
             resources.enter_context(endpoint)
             fail(f"serving {endpoint.url}/count, /healthz, /metrics and /openapi.json")
+        if consumer.waiting:
+            fail(f"waiting for {consumer.waiting}; counting starts once it is created")
         with _Signals(tracker.stop) as signals, view(tracker):
             stats = tracker.run()
     return stats, signals.exit_code
@@ -374,6 +396,7 @@ def track(
     state: State = True,
     reset: Reset = False,
     commit_interval: CommitInterval = 5.0,
+    replication: Replication = None,
     bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
@@ -398,7 +421,7 @@ def track(
 
     how = _Counting(
         bootstrap, topic, settings, config_file, timeout, group, from_beginning, state, reset,
-        commit_interval, workers,
+        commit_interval, workers, replication,
     )  # fmt: skip
     stats, code = _count(
         how, exit_at_end=exit_at_end, serve=None if serve is None else _Listen("--serve", serve),
@@ -425,6 +448,7 @@ def serve(
     state: State = True,
     reset: Reset = False,
     commit_interval: CommitInterval = 5.0,
+    replication: Replication = None,
     bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
@@ -445,7 +469,7 @@ def serve(
 
     how = _Counting(
         bootstrap, topic, settings, config_file, timeout, group, from_beginning, state, reset,
-        commit_interval, workers,
+        commit_interval, workers, replication,
     )  # fmt: skip
     _, code = _count(
         how, exit_at_end=False, serve=_Listen("ADDRESS", address),
@@ -468,9 +492,11 @@ def state_(
 ) -> None:
     """Show the count a group has saved in its state topic.
 
-    The state topic is the group's compacted topic <group>-lumu-state. Per tracked topic, the
-    union of unique IPs; per partition, its next offset, messages, invalid records, unique IPs,
-    pieces, bytes and the age of its last commit.
+    The state topic is the group's compacted topic <group>-lumu-state: its replication factor
+    and min.insync.replicas are shown, with a warning on stderr if it has one replica on a
+    cluster of several brokers. Per tracked topic, the union of unique IPs; per partition, its
+    next offset, messages, invalid records, unique IPs, pieces, bytes and the age of its last
+    commit.
 
     Exit status 3 if the group has no saved state, or its state topic cannot be read (not
     lumu's, another format version, inconsistent).
@@ -478,9 +504,12 @@ def state_(
     from datetime import UTC, datetime
 
     from lumu_cli.kafka_io import client_config
-    from lumu_cli.state import describe, state_topic
+    from lumu_cli.state import describe, replication_warning
 
-    saved = describe(client_config(bootstrap, settings or (), config_file), group, timeout)
+    found = describe(client_config(bootstrap, settings or (), config_file), group, timeout)
+    saved, layout = found.topics, found.layout
+    if warning := replication_warning(found.name, layout):
+        fail(warning)
     now = datetime.now(UTC)
     rows = {
         entry.topic: [
@@ -505,7 +534,10 @@ def state_(
             entry.topic: {"unique_ips": entry.unique_ips, "partitions": rows[entry.topic]}
             for entry in saved
         }
-        _summary({"group": group, "state_topic": state_topic(group), "topics": topics})
+        _summary({
+            "group": group, "state_topic": found.name, "replication_factor": layout.replication,
+            "min_insync_replicas": layout.min_isr, "brokers": layout.brokers, "topics": topics,
+        })  # fmt: skip
         return
     from rich.console import Console
     from rich.table import Table
@@ -514,7 +546,9 @@ def state_(
         table = Table(
             *(("partition", "next offset", "messages", "invalid", "unique IPs", "pieces")),
             "bytes", "age (s)",
-            title=f"{state_topic(group)}: {entry.topic}, {entry.unique_ips:,} unique IPs",
+            title=f"{found.name}: {entry.topic}, {entry.unique_ips:,} unique IPs",
+            caption=f"replication factor {layout.replication}, min.insync.replicas "
+            f"{layout.min_isr}, {layout.brokers} broker(s)",
         )  # fmt: skip
         for row in rows[entry.topic]:
             table.add_row(*(("-" if v is None else f"{v:,}") for v in (

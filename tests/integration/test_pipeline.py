@@ -266,10 +266,57 @@ def test_produce_ctrl_c_flushes_and_prints_the_summary(bootstrap: str, topic: st
     assert result["sent"] == result["delivered"] == len(read_all(bootstrap, topic)) > 0
 
 
-def test_track_of_a_missing_topic_is_a_broker_error(bootstrap: str, topic: str) -> None:
+def test_track_to_the_end_of_a_missing_topic_is_a_broker_error_naming_the_next_step(
+    bootstrap: str, topic: str
+) -> None:
     done = lumu(bootstrap, topic, "track", "-e")
     assert done.returncode == 3
-    assert done.stderr.splitlines() == [f"lumu: topic {topic!r} does not exist on {bootstrap}"]
+    assert done.stderr.splitlines() == [
+        f"lumu: topic {topic!r} does not exist on {bootstrap} (name another with -t, or create "
+        "it: lumu produce -t TOPIC)"
+    ]
+
+
+@pytest.mark.parametrize("state", ["--state", "--no-state"])
+def test_a_service_started_before_its_topic_waits_then_counts_it_exactly(
+    bootstrap: str, topic: str, state: str
+) -> None:
+    """As in compose or Kubernetes, where lumu may start before its producer creates the topic."""
+    args = ("serve", "127.0.0.1:0", "--group", f"{topic}-serve", state)
+    with running(bootstrap, topic, *args) as (process, url):
+        waiting = json.loads(get(f"{url}/count")[2])
+        assert (waiting["waiting_for_topic"], waiting["unique_ips"]) == (True, 0)
+        assert get(f"{url}/healthz")[0] == 200
+        assert metrics(url)["lumu_waiting_for_topic"] == 1
+        produced = summary(lumu(bootstrap, topic, "produce", "-n", "3000", "-r", "0"))
+        ref = reference(bootstrap, topic)
+        assert ref.messages == produced["delivered"] == 3000
+        count = count_when(url, ref.messages)  # every record: none went before the start
+        assert (count["waiting_for_topic"], count["unique_ips"]) == (False, ref.unique_ips)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert process.stderr is not None
+        said = process.stderr.read()
+    assert f"lumu: waiting for topic {topic!r} on {bootstrap}; counting starts" in said
+
+
+def test_track_started_before_its_topic_says_it_is_waiting_in_its_status_line(
+    bootstrap: str, topic: str
+) -> None:
+    process = subprocess.Popen(
+        [*LUMU, "track", "--no-state"], env=lumu_env(bootstrap, topic),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        lines = [process.stderr.readline() for _ in range(2)]  # the status line comes in 5 s
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert lines == [
+        f"lumu: waiting for topic {topic!r} on {bootstrap}; counting starts once it is created\n",
+        f"lumu: waiting for topic {topic!r} on {bootstrap}\n",
+    ]
 
 
 @pytest.mark.parametrize(
