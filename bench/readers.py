@@ -12,6 +12,8 @@ KIND is one of:
          `device_ip` added to a Python set, any exception caught and counted;
   floor  `consume(BATCH, WAIT)` batches, each value decoded by msgspec into its two fields (as
          lumu decodes them), the raw `device_ip` added to a set: nothing checked, nothing kept.
+  follow `consume(BATCH, 0.1)` batches, records counted, the count printed ten times a second
+         until SIGTERM, never stopping at the end (bench/cluster.py: a live reader).
 
 SETTINGS is a JSON object of librdkafka properties (bench/consume.py passes lumu's own, taken
 from lumu_cli.kafka_io). Every reader subscribes to TOPIC in GROUP from the earliest offset,
@@ -167,7 +169,28 @@ def floor(reader: Reader) -> str:
     return reader.summary(count, len(ips))
 
 
-KINDS: dict[str, Callable[[Reader], str]] = {"bare": bare, "seed": seed, "floor": floor}
+def follow(reader: Reader) -> str:
+    """Batches, records counted, the running count printed every FOLLOW_SECONDS, until SIGTERM
+    (a live reader: bench/cluster.py's baseline of how long a count stands still)."""
+    import signal
+
+    stopped: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopped.append(signum))
+    consume, count, printed = reader.consumer.consume, 0, 0.0
+    while not stopped:
+        count += len(reader.batch(consume(BATCH, FOLLOW_WAIT)))
+        if time.monotonic() - printed >= FOLLOW_SECONDS:
+            print(count, flush=True)
+            printed = time.monotonic()
+    return reader.summary(count, None)
+
+
+FOLLOW_WAIT = 0.1  # lumu_cli.tracker.POLL_SECONDS: the wait of a reader that does not stop
+FOLLOW_SECONDS = 0.1
+
+KINDS: dict[str, Callable[[Reader], str]] = {
+    "bare": bare, "seed": seed, "floor": floor, "follow": follow,
+}  # fmt: skip
 
 
 def main() -> None:

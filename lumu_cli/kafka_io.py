@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import threading
 import time
 import uuid
@@ -679,6 +680,10 @@ FENCED = frozenset(
 )
 
 
+_QUIET = logging.getLogger("lumu.state-producer")  # librdkafka's log lines, dropped
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
 TXN_SECONDS = 5.0  # librdkafka's timeout for each step of a state transaction
 WEDGED_SECONDS = 4 * TXN_SECONDS  # how long the consume loop waits for a whole one, at most
 
@@ -746,6 +751,9 @@ class Transactions:
             "transaction.timeout.ms": 10_000,
             "linger.ms": 5,
             "log_level": 0,
+            # An abandoned producer is fenced by its successor, and librdkafka logs that as
+            # FATAL, which log_level 0 still prints: lumu tells its commits' failures itself.
+            "logger": _QUIET,
             **config,
         }
         self._producer: Producer | None = None
@@ -950,17 +958,7 @@ class StateReader:
         consumer sees only the stable end): reaching it waits for such a transaction to commit
         or abort, so a snapshot being committed as a partition changes hands is never missed.
         """
-        wanted = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in self.partitions}  # type: ignore[no-untyped-call]
-        asked = self._admin.list_offsets(
-            wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout
-        )
-        ends = {}
-        for tp, future in asked.items():
-            try:
-                ends[tp.partition] = future.result(timeout=timeout).offset
-            except KafkaException as exc:
-                why = f"cannot reach state topic {self.topic!r}: {_describe(exc)}"
-                raise StateError(why) from None
+        ends = self._ends(timeout)
         deadline = time.monotonic() + seconds
         while not all(self._at.get(p, -1) >= end or end == 0 for p, end in ends.items()):
             if time.monotonic() > deadline:
@@ -969,6 +967,24 @@ class StateReader:
                     f"{seconds:g} s (a transaction left open?)"
                 )
             yield self.read(0.1)
+
+    def _ends(self, timeout: float) -> dict[int, int]:
+        """Each partition's end, past open transactions. A topic just created (by another
+        instance, on a cluster) may have no leader known yet: asked again until `timeout`."""
+        wanted = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in self.partitions}  # type: ignore[no-untyped-call]
+        deadline = time.monotonic() + timeout
+        while True:
+            asked = self._admin.list_offsets(
+                wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout
+            )
+            try:
+                return {tp.partition: f.result(timeout=timeout).offset for tp, f in asked.items()}
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() in _PERMANENT or time.monotonic() >= deadline:
+                    why = f"cannot reach state topic {self.topic!r}: {_describe(exc)}"
+                    raise StateError(why) from None
+            time.sleep(_TRY_SECONDS)
 
     def close(self) -> None:
         self._consumer.close()

@@ -137,6 +137,11 @@ class _Collector:
             "State commits the group coordinator refused: this member had been fenced (a zombie).",
             value=stats.commits_refused,
         )
+        yield CounterMetricFamily(
+            "lumu_state_producers_abandoned",
+            "State producers left in a commit that did not answer in time (librdkafka#5456).",
+            value=stats.producers_abandoned,
+        )
 
 
 class _Serving:

@@ -125,6 +125,7 @@ class Ephemeral:
     def __init__(self, source: Offsets) -> None:
         self.source = source
         self.commits_refused = 0  # (no commits: the offsets are committed by librdkafka)
+        self.producers_abandoned = 0
 
     def assigned(self, partitions: list[int]) -> dict[int, int]:
         if self.source.from_beginning:  # as kcat -o beginning: committed offsets are not used
@@ -187,6 +188,11 @@ class Durable:
         self._alone = False
         self.restore_seconds = 0.0
         self.commits_refused = 0  # commits aborted because this member had been fenced
+
+    @property
+    def producers_abandoned(self) -> int:
+        """State producers left in a commit that did not answer in time (librdkafka#5456)."""
+        return self._writer.abandoned
 
     def restore(self) -> None:
         """Read every snapshot in the state topic (the time it took is told, and kept)."""

@@ -48,6 +48,7 @@ class Stats:
     first_record_at: float | None = None  # seconds after the start (restore and join included)
     commits_refused: int = 0  # state commits refused because this member had been fenced
     waiting: str | None = None  # what counting waits for: "topic 'x' on HOST:PORT"
+    producers_abandoned: int = 0  # state producers left in a commit that did not answer in time
 
     @property
     def invalid_total(self) -> int:
@@ -91,6 +92,10 @@ class Keeper(Protocol):
     """Where the count's state is kept (state.Ephemeral, state.Durable), told of every change."""
 
     commits_refused: int  # commits the group coordinator refused: this member was a zombie
+
+    @property
+    def producers_abandoned(self) -> int:
+        """State producers left in a commit that did not answer in time."""
 
     def assigned(self, partitions: list[int]) -> dict[int, int]: ...
     def revoked(self, partitions: list[int]) -> None: ...
@@ -271,4 +276,5 @@ class Tracker:
             healthy=self.source.brokers_up.is_set(),
             commits_refused=self.keeper.commits_refused if self.keeper else 0,
             waiting=self.source.waiting,
+            producers_abandoned=self.keeper.producers_abandoned if self.keeper else 0,
         )

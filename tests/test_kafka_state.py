@@ -378,8 +378,11 @@ class FakeAdmin:
             answers[tp] = future
             if self.log.ends_error is not None:
                 future.set_exception(self.log.ends_error)
+            elif self.log.leaderless:  # just created: no leader known yet
+                future.set_exception(error(KafkaError._NOENT, "No leaders found"))
             else:
                 future.set_result(Offset(self.log.ends[tp.partition]))
+        self.log.leaderless = max(0, self.log.leaderless - 1)
         return answers
 
 
@@ -388,6 +391,7 @@ class StateLog:
     """The state topic as the fake consumer serves it: batches in order (the last one repeats)."""
 
     ends: dict[int, int] = field(default_factory=lambda: {0: 0})  # high watermarks
+    leaderless: int = 0  # how many of the next asks for the ends find no leader
     batches: list[list[Message] | KafkaException] = field(default_factory=lambda: [[]])
     metadata: list[Any] = field(default_factory=list)  # list_topics answers before the usual
     ends_error: KafkaException | None = None
@@ -455,6 +459,16 @@ def test_the_end_offsets_not_answered_are_a_state_error(log: StateLog) -> None:
     assert str(failed.value) == f"cannot reach state topic {STATE!r}: Connection refused"
 
 
+def test_the_end_offsets_of_a_topic_just_created_are_asked_again_until_it_has_a_leader(
+    log: StateLog,
+) -> None:
+    """On a cluster, another instance's new state topic may have no leader known here yet."""
+    log.ends, log.leaderless = {0: 2}, 2
+    log.batches = [[row(0), row(1)], []]
+    assert read_to_end(reader()) == [0, 1]
+    assert log.leaderless == 0
+
+
 def test_a_fatal_error_while_reading_is_a_state_error(log: StateLog) -> None:
     fatal = KafkaError(KafkaError._FATAL, "Fatal error: broker went mad", fatal=True)
     log.ends = {0: 5}
@@ -514,3 +528,70 @@ def test_partition_count_of_a_broker_that_does_not_answer_is_none() -> None:
         assert consumer.partition_count() is None  # not 0: "no partition" would be a claim
     finally:
         consumer.close()
+
+
+# ---------------------------------------------------------------- the state topic's layout
+
+
+@dataclass
+class LayoutAdmin:
+    """An admin client of a cluster where a topic just created is unknown to the broker asked
+    for the first `unknown` asks; `failure` fails every ask."""
+
+    unknown: int = 0
+    failure: KafkaException | None = None
+    asks: int = 0
+
+    def _ask(self) -> None:
+        self.asks += 1
+        if self.failure is not None:
+            raise self.failure
+        if self.asks <= self.unknown:
+            raise error(KafkaError.UNKNOWN_TOPIC_OR_PART, "Broker: Unknown topic or partition")
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        self._ask()
+        partition = type("P", (), {"replicas": [1, 2, 3]})()
+        meta = type("T", (), {"error": None, "partitions": {0: partition}})()
+        return type("M", (), {"topics": {topic: meta}, "brokers": {1: 0, 2: 0, 3: 0}})()
+
+    def describe_configs(self, resources: list[Any], request_timeout: float) -> Any:
+        future: Future[dict[str, Any]] = Future()
+        future.set_result({
+            "cleanup.policy": type("C", (), {"value": "compact"})(),
+            "min.insync.replicas": type("C", (), {"value": "2"})(),
+        })  # fmt: skip
+        return {resources[0]: future}
+
+
+def test_a_state_topic_another_instance_just_created_is_asked_for_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The start-up race on a cluster: the broker asked does not know the new topic yet."""
+    admin = LayoutAdmin(unknown=2)
+    monkeypatch.setattr(kafka_io, "_admin", lambda config: admin)
+    monkeypatch.setattr(kafka_io, "_TRY_SECONDS", 0.01)
+    layout = kafka_io.check_state_topic(CONFIG, STATE, 5.0)
+    assert (admin.asks, layout) == (3, kafka_io.TopicLayout(3, 2, 3, "compact"))
+
+
+def test_a_state_topic_still_unknown_at_the_timeout_is_a_state_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kafka_io, "_admin", lambda config: LayoutAdmin(unknown=10**9))
+    monkeypatch.setattr(kafka_io, "_TRY_SECONDS", 0.01)
+    with pytest.raises(StateError) as failed:
+        kafka_io.check_state_topic(CONFIG, STATE, 0.1)
+    assert str(failed.value) == (
+        f"cannot read the config of state topic {STATE!r}: Broker: Unknown topic or partition"
+    )
+
+
+def test_another_error_of_the_state_topics_layout_is_not_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = LayoutAdmin(failure=error(KafkaError.TOPIC_AUTHORIZATION_FAILED, "Not authorized"))
+    monkeypatch.setattr(kafka_io, "_admin", lambda config: admin)
+    with pytest.raises(StateError, match=r"Not authorized$"):
+        kafka_io.check_state_topic(CONFIG, STATE, 5.0)
+    assert admin.asks == 1

@@ -44,6 +44,7 @@ STATS = Stats(
     ),
     healthy=True,
     commits_refused=2,
+    producers_abandoned=3,
 )
 PARTITIONS = [
     {"partition": 0, "owner": "here", "offset": 100, "lag": 30},
@@ -288,6 +289,7 @@ def test_metrics_are_prometheus_text_with_the_snapshot_numbers(
     assert state_lag == {"3": 45 - 40, "4": 0}  # only the partitions counted elsewhere
     assert values[("lumu_up", frozenset())] == 1
     assert values[("lumu_commits_refused_total", frozenset())] == 2
+    assert values[("lumu_state_producers_abandoned_total", frozenset())] == 3
     assert values[("lumu_waiting_for_topic", frozenset())] == 0
 
 

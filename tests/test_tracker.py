@@ -415,6 +415,7 @@ class FakeKeeper:
     tracker: Tracker | None = None
     calls: list[tuple[str, list[int], int]] = field(default_factory=list)
     commits_refused: int = 0
+    producers_abandoned: int = 0
 
     def _note(self, what: str, partitions: list[int]) -> None:
         assert self.tracker is not None
