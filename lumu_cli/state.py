@@ -62,7 +62,7 @@ __all__ = [
 
 CATCH_UP_SECONDS = 120.0  # an open transaction of a killed instance ends within its timeout
 # How long a rebalance waits for the periodic commit under way before it abandons it (and its
-# producer) and commits anew: a commit answers in milliseconds, or hangs (librdkafka#5456).
+# producer): a commit answers in milliseconds, or hangs (librdkafka#5456).
 GRACE_SECONDS = 1.0
 
 
@@ -248,10 +248,10 @@ class Durable:
 
     def lost(self, partitions: list[int]) -> None:
         """Not committed (others may own them already): read the state again, as at a restart."""
+        self._settle(GRACE_SECONDS)  # the commit under way came first: a refusal is told as such
         self.notify(
             f"partition(s) {_listed(partitions)} lost (session timed out?); reading the state again"
         )
-        self._settle(0)  # its offsets would be refused: not waited for
         self._alone = False
         self._reload()
 

@@ -944,14 +944,14 @@ def test_a_commit_that_hangs_at_a_rebalance_is_abandoned_and_its_snapshot_writte
     assert c.unique() == 25
 
 
-def test_a_lost_partition_does_not_wait_for_the_commit_under_way(kafka: Kafka) -> None:
+def test_a_lost_partition_waits_a_moment_at_most_for_the_commit_under_way(kafka: Kafka) -> None:
     a = start(kafka)
     a.durable.assigned([0])
     a.count(0, v4(0, 10))
     kafka.hang = 1
     a.commit()
     a.durable.lost([0])
-    assert kafka.waits == [0]
+    assert kafka.waits == [state.GRACE_SECONDS]
     assert (kafka.abandoned, a.unique()) == (1, 0)  # read again from the topic: nothing there
 
 
@@ -967,3 +967,19 @@ def test_a_clean_stop_waits_for_the_commit_under_way_then_makes_the_last(kafka: 
     a.durable.finish()
     assert kafka.waits[0] is None  # as long as a commit may take
     assert restored(kafka).unique() == 12
+
+
+def test_a_zombies_commit_under_way_when_it_learns_of_its_loss_is_told_as_refused(
+    kafka: Kafka,
+) -> None:
+    a = start(kafka)
+    a.durable.assigned([0])
+    a.count(0, v4(0, 10))
+    kafka.hang = 1
+    a.commit()  # under way when the process pauses (a zombie)
+    kafka.generation += 1  # meanwhile the group moved on; the coordinator refuses its offsets
+    kafka.released = True
+    a.durable.lost([0])
+    assert a.durable.commits_refused == 1
+    assert a.said[0].startswith("state commit refused: this member was fenced")  # first
+    assert kafka.abandoned == 0
