@@ -245,34 +245,51 @@ def check_state_topic(config: dict[str, str], topic: str, timeout: float) -> Top
 
 def describe_topic(config: dict[str, str], topic: str, timeout: float) -> TopicLayout:
     """`topic`'s layout. A topic another client has just created may not have reached the broker
-    asked yet (on a cluster): "unknown topic" is asked again, in half-second tries, until
-    `timeout`. BrokerError after that, or on any other error."""
+    asked yet (on a cluster): "unknown topic" is asked again until `timeout`. BrokerError after
+    that, or on any other error."""
     admin, deadline = _admin(config), time.monotonic() + timeout
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    while True:
+
+    def ask() -> TopicLayout:
         wait = max(0.01, deadline - time.monotonic())
+        found = admin.list_topics(topic, timeout=wait)
+        meta = found.topics[topic]
+        if meta.error is not None:
+            raise KafkaException(meta.error)
+        asked = admin.describe_configs([resource], request_timeout=wait)[resource]
         try:
-            found = admin.list_topics(topic, timeout=wait)
-            meta = found.topics[topic]
-            if meta.error is not None:
-                raise KafkaException(meta.error)
-            asked = admin.describe_configs([resource], request_timeout=wait)[resource]
             configs = asked.result(timeout=wait)
         except TimeoutError:
-            raise BrokerError(f"no answer within {timeout:g} s") from None
-        except KafkaException as exc:
-            unknown = exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-            if not unknown or time.monotonic() >= deadline:
-                raise BrokerError(_describe(exc)) from None
-            time.sleep(min(_TRY_SECONDS, max(0.0, deadline - time.monotonic())))
-            continue
-        replicas = min((len(p.replicas) for p in meta.partitions.values()), default=0)
+            why = f"no answer within {timeout:g} s"
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, why)) from None
         return TopicLayout(
-            replication=replicas,
+            replication=min((len(p.replicas) for p in meta.partitions.values()), default=0),
             min_isr=int(configs["min.insync.replicas"].value or 1),
             brokers=len(found.brokers),
             cleanup_policy=configs["cleanup.policy"].value or "",
         )
+
+    try:
+        return _asked_again(ask, lambda code: code == KafkaError.UNKNOWN_TOPIC_OR_PART, deadline)
+    except KafkaException as exc:
+        raise BrokerError(_describe(exc)) from None
+
+
+Answer = TypeVar("Answer")
+
+
+def _asked_again(
+    ask: Callable[[], Answer], again: Callable[[int], bool], deadline: float
+) -> Answer:
+    """ask()'s answer; a KafkaException whose code `again` holds for is asked again, in
+    half-second tries, until `deadline`; any other, or one past it, is raised."""
+    while True:
+        try:
+            return ask()
+        except KafkaException as exc:
+            if not again(exc.args[0].code()) or time.monotonic() >= deadline:
+                raise
+        time.sleep(min(_TRY_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def group_members(config: dict[str, str], group: str, timeout: float) -> int:
@@ -972,19 +989,20 @@ class StateReader:
         """Each partition's end, past open transactions. A topic just created (by another
         instance, on a cluster) may have no leader known yet: asked again until `timeout`."""
         wanted = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in self.partitions}  # type: ignore[no-untyped-call]
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def ask() -> dict[int, int]:
             asked = self._admin.list_offsets(
                 wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout
             )
-            try:
-                return {tp.partition: f.result(timeout=timeout).offset for tp, f in asked.items()}
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.code() in _PERMANENT or time.monotonic() >= deadline:
-                    why = f"cannot reach state topic {self.topic!r}: {_describe(exc)}"
-                    raise StateError(why) from None
-            time.sleep(_TRY_SECONDS)
+            return {tp.partition: f.result(timeout=timeout).offset for tp, f in asked.items()}
+
+        try:
+            return _asked_again(
+                ask, lambda code: code not in _PERMANENT, time.monotonic() + timeout
+            )
+        except KafkaException as exc:
+            why = f"cannot reach state topic {self.topic!r}: {_describe(exc)}"
+            raise StateError(why) from None
 
     def close(self) -> None:
         self._consumer.close()

@@ -272,8 +272,6 @@ class Durable:
         if now - self._committed_at >= self.commit_interval and self.source.brokers_up.is_set():
             self._committed_at = now
             self._begin(sorted(self.tally.local))
-            if self._pending is not None and self._pending[0].done():  # over already (a fake's)
-                self._settle()
             self._ends.refresh(set(self.tally.partitions) - self.tally.local)
             # Counting every partition here, there is no one to follow (until a rebalance).
             count = self.source.partition_count()

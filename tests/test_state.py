@@ -334,8 +334,10 @@ class Instance:
             self.durable.tick(self.clock)
 
     def commit(self) -> None:
-        """A turn of the consume loop once the commit interval is up."""
+        """A turn of the consume loop once the commit interval is up, and the next, which takes
+        the commit's outcome if it is over (a fake's is, unless it hangs)."""
         self.clock += INTERVAL
+        self.durable.tick(self.clock)
         self.durable.tick(self.clock)
 
     def unique(self) -> int:
