@@ -409,8 +409,9 @@ def track(
     A record counts if it is a JSON object whose device_ip is an IPv4 or IPv6 address (compared
     in canonical form) and whose timestamp `lumu ts parse` accepts; the others are counted as
     invalid, by reason, and the first of each reason is shown on stderr with its offset. The
-    count shows live on a terminal, as a status line otherwise. It stops at Ctrl-C, SIGTERM or,
-    with --exit-at-end, the end of the topic, and prints one JSON line: unique_ips, messages,
+    count shows live on a terminal, as a status line otherwise. A topic that does not exist yet
+    is waited for (with --exit-at-end, it is exit 3). It stops at Ctrl-C, SIGTERM or, with
+    --exit-at-end, the end of the topic, and prints one JSON line: unique_ips, messages,
     invalid, invalid_by_reason, elapsed, first_record_at. The exit status is 1 if any record was
     invalid, 130 after Ctrl-C.
 
@@ -462,8 +463,9 @@ def serve(
     "state_lag", "partitions"}; /healthz is 200 while a broker answers and 503 while none does;
     /metrics is Prometheus text (lumu_unique_ips, lumu_messages_total,
     lumu_invalid_messages_total{reason}, lumu_partition_lag, lumu_state_lag, lumu_up);
-    /openapi.json describes them. The count is kept and shared as with track. A status line
-    goes to stderr every minute. SIGTERM or Ctrl-C stops it cleanly.
+    /openapi.json describes them. The count is kept and shared as with track. A topic that does
+    not exist yet is waited for ("waiting_for_topic": true) and counted from its first record
+    once created. A status line goes to stderr every minute. SIGTERM or Ctrl-C stops it cleanly.
     """
     from lumu_cli.live import StatusView
 

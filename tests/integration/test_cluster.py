@@ -66,6 +66,7 @@ def test_a_state_topic_of_one_replica_on_the_cluster_is_warned_of(cluster: Clust
     assert "replication factor 1, min.insync.replicas 2, 3 broker(s)" in shown.stdout
 
 
+@pytest.mark.timeout(900)  # about 3 minutes each: 4 node restarts while 2,000 records/s come
 @pytest.mark.parametrize("kill", ["state-leader", "coordinator"])
 def test_a_rolling_restart_and_a_kill_keep_both_instances_exact(
     cluster: Cluster, kill: Victim
