@@ -319,14 +319,18 @@ def lumu_settings(kind: str, make: Callable[[], object]) -> dict[str, Any]:
     The baselines take their settings from here rather than from a copy, so that they cannot
     drift from lumu's. Callbacks are included as lumu's objects; the caller drops them.
     """
+    from contextlib import ExitStack
     from unittest import mock
 
-    from lumu_cli import kafka_io
+    from lumu_cli.kafka_io import consume, produce, transactions
 
     def capture(settings: dict[str, Any]) -> object:
         raise _Made(dict(settings))
 
-    with mock.patch.object(kafka_io, kind, capture):
+    with ExitStack() as patches:
+        for module in (consume, produce, transactions):  # where kafka_io makes its clients
+            if hasattr(module, kind):
+                patches.enter_context(mock.patch.object(module, kind, capture))
         try:
             make()
         except _Made as made:

@@ -111,7 +111,9 @@ class FakeProducer:
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     broker = Broker()
-    monkeypatch.setattr(kafka_io, "Producer", lambda config: FakeProducer(broker, config))
+    monkeypatch.setattr(
+        kafka_io.transactions, "Producer", lambda config: FakeProducer(broker, config)
+    )
     return broker
 
 
@@ -232,7 +234,7 @@ def test_an_abort_that_fails_drops_the_producer(broker: Broker) -> None:
 def test_a_wedged_send_offsets_gives_commit_failed_and_a_new_producer(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(kafka_io, "WEDGED_SECONDS", 0.2)
+    monkeypatch.setattr(kafka_io.transactions, "WEDGED_SECONDS", 0.2)
     broker.wedge = wedge = threading.Event()
     writer = transactions()
     try:
@@ -403,8 +405,8 @@ class StateLog:
 @pytest.fixture
 def log(monkeypatch: pytest.MonkeyPatch) -> StateLog:
     log = StateLog()
-    monkeypatch.setattr(kafka_io, "Consumer", lambda config: FakeConsumer(log, config))
-    monkeypatch.setattr(kafka_io, "_admin", lambda config: FakeAdmin(log))
+    monkeypatch.setattr(kafka_io.transactions, "Consumer", lambda config: FakeConsumer(log, config))
+    monkeypatch.setattr(kafka_io.transactions, "_admin", lambda config: FakeAdmin(log))
     return log
 
 
@@ -569,8 +571,8 @@ def test_a_state_topic_another_instance_just_created_is_asked_for_again(
 ) -> None:
     """The start-up race on a cluster: the broker asked does not know the new topic yet."""
     admin = LayoutAdmin(unknown=2)
-    monkeypatch.setattr(kafka_io, "_admin", lambda config: admin)
-    monkeypatch.setattr(kafka_io, "_TRY_SECONDS", 0.01)
+    monkeypatch.setattr(kafka_io.admin, "_admin", lambda config: admin)
+    monkeypatch.setattr(kafka_io.clients, "_TRY_SECONDS", 0.01)
     layout = kafka_io.check_state_topic(CONFIG, STATE, 5.0)
     assert (admin.asks, layout) == (3, kafka_io.TopicLayout(3, 2, 3, "compact"))
 
@@ -578,8 +580,8 @@ def test_a_state_topic_another_instance_just_created_is_asked_for_again(
 def test_a_state_topic_still_unknown_at_the_timeout_is_a_state_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(kafka_io, "_admin", lambda config: LayoutAdmin(unknown=10**9))
-    monkeypatch.setattr(kafka_io, "_TRY_SECONDS", 0.01)
+    monkeypatch.setattr(kafka_io.admin, "_admin", lambda config: LayoutAdmin(unknown=10**9))
+    monkeypatch.setattr(kafka_io.clients, "_TRY_SECONDS", 0.01)
     with pytest.raises(StateError) as failed:
         kafka_io.check_state_topic(CONFIG, STATE, 0.1)
     assert str(failed.value) == (
@@ -591,7 +593,7 @@ def test_another_error_of_the_state_topics_layout_is_not_asked_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     admin = LayoutAdmin(failure=error(KafkaError.TOPIC_AUTHORIZATION_FAILED, "Not authorized"))
-    monkeypatch.setattr(kafka_io, "_admin", lambda config: admin)
+    monkeypatch.setattr(kafka_io.admin, "_admin", lambda config: admin)
     with pytest.raises(StateError, match=r"Not authorized$"):
         kafka_io.check_state_topic(CONFIG, STATE, 5.0)
     assert admin.asks == 1

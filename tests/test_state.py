@@ -610,7 +610,9 @@ def test_offsets_the_group_coordinator_refuses_to_a_fenced_member_are_a_refused_
 ) -> None:
     """Through the real Transactions: librdkafka's refusal, as it words it, is told as refused."""
     broker = Broker()
-    monkeypatch.setattr(kafka_io, "Producer", lambda config: FakeProducer(broker, config))
+    monkeypatch.setattr(
+        kafka_io.transactions, "Producer", lambda config: FakeProducer(broker, config)
+    )
     monkeypatch.setattr(state, "Transactions", kafka_io.Transactions)
     reason = REFUSED.replace("Broker: Unknown member", KafkaError(code).str())
     broker.fail["send_offsets_to_transaction"] = [error(code, reason)]
