@@ -380,12 +380,15 @@ class FakeAdmin:
             answers[tp] = future
             if self.log.ends_error is not None:
                 future.set_exception(self.log.ends_error)
-            elif self.log.leaderless:  # just created: no leader known yet
+            elif self.log.leaderless:  # just created: no leader in this client's metadata
                 future.set_exception(error(KafkaError._NOENT, "No leaders found"))
             else:
                 future.set_result(Offset(self.log.ends[tp.partition]))
-        self.log.leaderless = max(0, self.log.leaderless - 1)
         return answers
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        """A metadata request: the leaders known by now come with it."""
+        self.log.leaderless = max(0, self.log.leaderless - 1)
 
 
 @dataclass
@@ -393,7 +396,7 @@ class StateLog:
     """The state topic as the fake consumer serves it: batches in order (the last one repeats)."""
 
     ends: dict[int, int] = field(default_factory=lambda: {0: 0})  # high watermarks
-    leaderless: int = 0  # how many of the next asks for the ends find no leader
+    leaderless: int = 0  # metadata requests until a leader is known (none: the ends fail)
     batches: list[list[Message] | KafkaException] = field(default_factory=lambda: [[]])
     metadata: list[Any] = field(default_factory=list)  # list_topics answers before the usual
     ends_error: KafkaException | None = None
@@ -464,7 +467,9 @@ def test_the_end_offsets_not_answered_are_a_state_error(log: StateLog) -> None:
 def test_the_end_offsets_of_a_topic_just_created_are_asked_again_until_it_has_a_leader(
     log: StateLog,
 ) -> None:
-    """On a cluster, another instance's new state topic may have no leader known here yet."""
+    """On a cluster, a state topic just created may have no leader in the admin client's
+    metadata, which librdkafka does not refresh by itself: asking again without new metadata
+    would fail until the timeout."""
     log.ends, log.leaderless = {0: 2}, 2
     log.batches = [[row(0), row(1)], []]
     assert read_to_end(reader()) == [0, 1]

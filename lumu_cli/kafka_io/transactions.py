@@ -336,11 +336,18 @@ class StateReader:
             yield self.read(0.1)
 
     def _ends(self, timeout: float) -> dict[int, int]:
-        """Each partition's end, past open transactions. A topic just created (by another
-        instance, on a cluster) may have no leader known yet: asked again until `timeout`."""
+        """Each partition's end, past open transactions. A topic just created (on a cluster)
+        may have no leader in the admin client's metadata yet ("No leaders found"), which
+        librdkafka does not refresh for it: it is asked for again, with fresh metadata, until
+        `timeout`."""
         wanted = {TopicPartition(self.topic, p): OffsetSpec.latest() for p in self.partitions}  # type: ignore[no-untyped-call]
+        tries = 0
 
         def ask() -> dict[int, int]:
+            nonlocal tries
+            if tries:
+                self._admin.list_topics(self.topic, timeout=timeout)
+            tries += 1
             asked = self._admin.list_offsets(
                 wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=timeout
             )

@@ -49,22 +49,43 @@ def running(
     bootstrap: str, topic: str, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """A lumu process that serves HTTP, and its base URL (read from its stderr)."""
-    process = subprocess.Popen(
-        [*LUMU, *args], env=lumu_env(bootstrap, topic, **(env or {})), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    with together(1, bootstrap, topic, *args, env=env) as [started]:
+        yield started
+
+
+@contextmanager
+def together(
+    count: int, bootstrap: str, topic: str, *args: str, env: dict[str, str] | None = None
+) -> Iterator[list[tuple[subprocess.Popen[str], str]]]:
+    """`count` lumu processes that serve HTTP, started at the same moment, and their base URLs
+    (each read from its stderr once all have started)."""
+    command, environ, pipe = (
+        [*LUMU, *args],
+        lumu_env(bootstrap, topic, **(env or {})),
+        subprocess.PIPE,
+    )
+    processes = [
+        subprocess.Popen(command, env=environ, stdout=pipe, stderr=pipe, text=True)
+        for _ in range(count)
+    ]
     try:
-        assert process.stderr is not None
-        said = ""  # the state lines (created, restored) come first
-        while not (match := re.search(r"serving (http://\S+)/count", said)):
-            line = process.stderr.readline()
-            assert line, said  # it exited without serving
-            said += line
-        yield process, match[1]
+        yield [(process, _serving(process)) for process in processes]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _serving(process: subprocess.Popen[str]) -> str:
+    """The base URL a lumu process says it serves at (what it said before, if it exits)."""
+    assert process.stderr is not None
+    said = ""  # the state lines (created, restored) come first
+    while not (match := re.search(r"serving (http://\S+)/count", said)):
+        line = process.stderr.readline()
+        assert line, said  # it exited without serving
+        said += line
+    return match[1]
 
 
 def until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 from confluent_kafka.admin import AdminClient
 
-from tests.integration.helpers import LUMU, count_when, get, lumu_env, metrics, running, until
+from tests.integration.helpers import LUMU, count_when, get, lumu_env, metrics, together, until
 from tests.integration.reference import Reference, reference
 
 Victim = Literal["state-leader", "coordinator"]
@@ -166,10 +166,8 @@ def rolling_restart(
         with ExitStack() as stack:
             args = ("serve", "127.0.0.1:0", "--group", group, "--from-beginning",
                     "--commit-interval", "1")  # fmt: skip
-            instances = [
-                Instance(*stack.enter_context(running(cluster.bootstrap, topic, *args)))
-                for _ in range(2)
-            ]
+            started = stack.enter_context(together(2, cluster.bootstrap, topic, *args))
+            instances = [Instance(process, url) for process, url in started]
             for instance in instances:
                 url = instance.url
                 until(lambda: counted(url) > 0, "both instances count", 60)  # noqa: B023

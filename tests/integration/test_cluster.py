@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from contextlib import ExitStack
 
 import pytest
 
 from tests.integration.conftest import Cluster
-from tests.integration.helpers import count_when, lumu, running, summary
+from tests.integration.helpers import count_when, lumu, summary, together
 from tests.integration.reference import reference
 from tests.integration.rolling import Victim, rolling_restart
 
@@ -31,8 +30,7 @@ def test_instances_started_together_on_a_new_group_all_come_up_and_count_exactly
     assert produced["delivered"] == 6000
     ref = reference(cluster.bootstrap, topic)
     args = ("serve", "127.0.0.1:0", "--group", group, "--from-beginning")
-    with ExitStack() as stack:
-        started = [stack.enter_context(running(cluster.bootstrap, topic, *args)) for _ in range(3)]
+    with together(3, cluster.bootstrap, topic, *args) as started:
         for process, url in started:
             count = count_when(url, ref.messages)
             assert count["unique_ips"] == ref.unique_ips
