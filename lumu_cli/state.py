@@ -186,6 +186,7 @@ class Durable:
         self._failures: set[str] = set()
         self._pending: tuple[Pending, list[int], str] | None = None  # partitions, written at
         self._alone = False
+        self._partition_count: int | None = None  # of the topic, asked once a rebalance
         self.restore_seconds = 0.0
         self.commits_refused = 0  # commits aborted because this member had been fenced
 
@@ -211,7 +212,7 @@ class Durable:
         """Resume each partition at its snapshot; one without a snapshot gets one now."""
         self._settle(GRACE_SECONDS)
         self._catch_up()  # a snapshot its last owner committed while giving it up is read
-        self._alone = False
+        self._alone, self._partition_count = False, None
         new = [p for p in partitions if not self.tally.saved(p)]
         if committed := new and self.source.committed(new, self.timeout):
             which = ", ".join(map(str, sorted(committed)))
@@ -234,7 +235,7 @@ class Durable:
     def revoked(self, partitions: list[int]) -> None:
         """Commit the partitions given up, then follow them as any other's."""
         self._settle(GRACE_SECONDS)
-        self._alone = False
+        self._alone, self._partition_count = False, None
         mine = [p for p in partitions if p in self.tally.local]
         committed = self._commit(mine)
         for partition in mine:
@@ -252,7 +253,7 @@ class Durable:
         self.notify(
             f"partition(s) {_listed(partitions)} lost (session timed out?); reading the state again"
         )
-        self._alone = False
+        self._alone, self._partition_count = False, None
         self._reload()
 
     # ------------------------------------------------------------ the loop's share
@@ -273,8 +274,12 @@ class Durable:
             self._committed_at = now
             self._begin(sorted(self.tally.local))
             self._ends.refresh(set(self.tally.partitions) - self.tally.local)
-            # Counting every partition here, there is no one to follow (until a rebalance).
-            count = self.source.partition_count()
+            # Counting every partition here, there is no one to follow (until a rebalance). The
+            # count is asked once a rebalance (partitions added start one): a metadata request
+            # waits up to a second while a broker is down, and this is the consume loop.
+            if self._partition_count is None:
+                self._partition_count = self.source.partition_count()
+            count = self._partition_count
             self._alone = count is not None and self.tally.local >= set(range(count))
 
     def finish(self) -> None:

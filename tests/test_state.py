@@ -987,3 +987,27 @@ def test_a_zombies_commit_under_way_when_it_learns_of_its_loss_is_told_as_refuse
     assert a.durable.commits_refused == 1
     assert a.said[0].startswith("state commit refused: this member was fenced")  # first
     assert kafka.abandoned == 0
+
+
+def test_the_topics_partition_count_is_asked_once_a_rebalance(kafka: Kafka) -> None:
+    """It is a metadata request in the consume loop, which waits while a broker is down."""
+    asked: list[int] = []
+
+    def count() -> int | None:
+        asked.append(1)
+        return None if len(asked) == 1 else 3  # no answer the first time
+
+    a, b = start(kafka, count=count), start(kafka)
+    a.durable.assigned([0])
+    b.durable.assigned([1, 2])
+    for _ in range(3):
+        a.commit()
+    assert len(asked) == 2  # asked again only while unknown
+    a.durable.revoked([0])
+    a.durable.assigned([0, 1, 2])
+    a.commit()
+    a.commit()
+    assert len(asked) == 3
+    reads = cast(FakeReader, a.durable._reader).reads
+    a.commit()  # every partition is counted here now: nothing to follow
+    assert cast(FakeReader, a.durable._reader).reads == reads
