@@ -13,7 +13,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -120,12 +120,19 @@ def sampled(instances: list[Instance]) -> Iterator[None]:
                     continue
                 instance.samples.append((time.monotonic(), messages))
 
-    thread = threading.Thread(target=sample, daemon=True)
+    with in_background(sample, stop.set):
+        yield
+
+
+@contextmanager
+def in_background(work: Callable[[], None], stop: Callable[[], None]) -> Iterator[None]:
+    """`work` in a thread of its own while the block runs; `stop` ends it."""
+    thread = threading.Thread(target=work, daemon=True)
     thread.start()
     try:
         yield
     finally:
-        stop.set()
+        stop()
         thread.join(10)
 
 
@@ -140,14 +147,12 @@ def printing(command: Sequence[str], samples: list[tuple[float, int]]) -> Iterat
             if line.strip().isdigit():  # (its summary comes last)
                 samples.append((time.monotonic(), int(line)))
 
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
+    def stop() -> None:
         process.terminate()
         process.wait(30)
-        thread.join(10)
+
+    with in_background(read, stop):
+        yield
 
 
 def rolling_restart(
