@@ -136,12 +136,10 @@ class Consumed:
         """While waiting: once a second, subscribe if the topic is there now."""
         if time.monotonic() - self._looked >= 1.0:
             self._looked = time.monotonic()
-            with contextlib.suppress(KafkaException):
-                found = self._consumer.list_topics(self.topic, timeout=1).topics[self.topic]
-                if found.error is None and found.partitions:
-                    self.from_beginning, self.waiting = True, None
-                    self._subscribe()
-                    return
+            if self.partition_count():
+                self.from_beginning, self.waiting = True, None
+                self._subscribe()
+                return
         self._consumer.poll(timeout)  # serves the callbacks: brokers_up stays true
 
     def _error(self, error: KafkaError) -> None:
