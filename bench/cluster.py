@@ -30,46 +30,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import readers
 from figures import check, ratio, readme
-from kafka_bench import BROKER_SCRIPT, run_main, track_settings
+from kafka_bench import run_main, track_settings
 
-from tests.integration.rolling import Victim, rolling_restart  # the project root is on the path
+from tests.integration.helpers import Cluster  # the project root is on the path
+from tests.integration.rolling import Victim, rolling_restart
 
 PORT = "29600"
-
-
-@dataclass
-class Cluster:
-    """The bench's own 3-node cluster (as tests/integration/conftest.Cluster)."""
-
-    env: dict[str, str]
-    bootstrap: str = ""
-    log: list[str] = field(default_factory=list)
-
-    def run(self, *args: str) -> str:
-        done = subprocess.run(
-            [str(BROKER_SCRIPT), *args, "--nodes", "3", "--port", PORT], env=self.env,
-            capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
-        check(done.returncode == 0, f"kafka-broker {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def stop(self, node: int) -> None:
-        self.run("stop", "--node", str(node))
-
-    def kill(self, node: int) -> None:
-        self.run("kill", "--node", str(node))
-
-    def start(self, node: int) -> None:
-        self.run("start", "--node", str(node))
 
 
 def follower(bootstrap: str, topic: str) -> list[str]:
@@ -83,18 +56,24 @@ def follower(bootstrap: str, topic: str) -> list[str]:
 
 def main() -> None:
     data = tempfile.mkdtemp(prefix="lumu-bench-cluster-")
-    cluster = Cluster({**os.environ, "LUMU_KAFKA_DIR": data})
+    cluster = Cluster({**os.environ, "LUMU_KAFKA_DIR": data}, port=PORT)
     rows = []
     try:
-        cluster.bootstrap = cluster.run("start")
+        started = cluster.run("start")
+        check(started.returncode == 0, f"kafka-broker start: {started.stderr.strip()}")
+        cluster.bootstrap = started.stdout.strip()
         print(f"cluster: {cluster.bootstrap} (3 nodes, replication 3, min.insync.replicas 2)")
         kills: tuple[Victim, ...] = ("state-leader", "coordinator")
         for run, kill in enumerate(kills, 1):
             topic = f"bench-rolling-{uuid.uuid4().hex[:8]}"
             group = f"bench-{uuid.uuid4().hex[:8]}"
-            outcome = rolling_restart(
-                cluster, topic, group, kill, beside=follower(cluster.bootstrap, topic)
-            )
+            try:
+                outcome = rolling_restart(
+                    cluster, topic, group, kill, beside=follower(cluster.bootstrap, topic)
+                )
+            except AssertionError as failed:  # a node that would not stop or start, and such
+                check(False, str(failed))
+                raise
             ref = outcome.ref
             for instance in outcome.instances:
                 got = (instance.count["messages"], instance.count["unique_ips"])
@@ -125,8 +104,7 @@ def main() -> None:
             print(f"  producer: {outcome.produced['delivered']:,} delivered, "
                   f"{outcome.produced['failed']:,} failed")  # fmt: skip
     finally:
-        subprocess.run([str(BROKER_SCRIPT), "wipe", "--nodes", "3", "--port", PORT],
-                       env=cluster.env, capture_output=True, timeout=300, check=False)  # fmt: skip
+        cluster.run("wipe")
         shutil.rmtree(data, ignore_errors=True)
     readme(*rows)
 

@@ -14,13 +14,11 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BROKER = ROOT / "scripts" / "kafka-broker"
+from tests.integration.helpers import BROKER, Cluster
+
 # Below the ephemeral range (32768+), where a client socket could be holding the port.
 TEST_PORT = os.environ.get("LUMU_TEST_KAFKA_PORT", "29092")
 # Node I of the cluster listens on this port + 10 * (I - 1), its controller on the one after.
@@ -58,44 +56,11 @@ def bootstrap() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-@dataclass
-class Cluster:
-    """A 3-node cluster of scripts/kafka-broker (--nodes 3) in a data dir of its own, whose nodes
-    a test can stop, kill and start (each waits for the script)."""
-
-    env: dict[str, str]
-    bootstrap: str = ""  # 127.0.0.1:P,127.0.0.1:P+10,127.0.0.1:P+20
-    nodes: int = 3
-
-    def run(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """scripts/kafka-broker COMMAND on this cluster, as it finished (not checked)."""
-        return subprocess.run(
-            [str(BROKER), command, "--nodes", str(self.nodes), "--port", CLUSTER_PORT, *args],
-            env=self.env, capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
-
-    def node(self, command: str, node: int) -> None:
-        done = self.run(command, "--node", str(node))
-        assert done.returncode == 0, f"{command} --node {node}: {done.stderr}"
-
-    def stop(self, node: int) -> None:
-        """Stop node NODE gracefully (SIGTERM), waiting until it is gone."""
-        self.node("stop", node)
-
-    def kill(self, node: int) -> None:
-        """kill -9 node NODE; returns once the process is gone."""
-        self.node("kill", node)
-
-    def start(self, node: int) -> None:
-        """Start node NODE again; returns once every running node lists it in its metadata."""
-        self.node("start", node)
-
-
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """A 3-node cluster started for this run, stopped and deleted at its end."""
     data = tempfile.mkdtemp(prefix="lumu-test-cluster-")
-    cluster = Cluster(env={**os.environ, "LUMU_KAFKA_DIR": data})
+    cluster = Cluster(env={**os.environ, "LUMU_KAFKA_DIR": data}, port=CLUSTER_PORT)
     try:
         started = cluster.run("start")  # the first run fetches the jars from Maven Central
         if started.returncode != 0:

@@ -1,4 +1,5 @@
-"""Running lumu against the test broker and reading its answers, for the integration tests."""
+"""Running lumu against the test broker (or cluster) and reading its answers, for the
+integration tests and bench/cluster.py."""
 
 from __future__ import annotations
 
@@ -12,9 +13,46 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 LUMU = [sys.executable, "-m", "lumu_cli"]
+BROKER = Path(__file__).resolve().parents[2] / "scripts" / "kafka-broker"
+
+
+@dataclass
+class Cluster:
+    """A 3-node cluster of scripts/kafka-broker (--nodes 3) in a data dir of its own, whose nodes
+    a test can stop, kill and start (each waits for the script)."""
+
+    env: dict[str, str]  # LUMU_KAFKA_DIR in it names the cluster's data dir
+    port: str  # node I listens on port + 10 * (I - 1), its controller on the one after
+    bootstrap: str = ""  # 127.0.0.1:P,127.0.0.1:P+10,127.0.0.1:P+20
+    nodes: int = 3
+
+    def run(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """scripts/kafka-broker COMMAND on this cluster, as it finished (not checked)."""
+        return subprocess.run(
+            [str(BROKER), command, "--nodes", str(self.nodes), "--port", self.port, *args],
+            env=self.env, capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+
+    def node(self, command: str, node: int) -> None:
+        done = self.run(command, "--node", str(node))
+        assert done.returncode == 0, f"{command} --node {node}: {done.stderr}"
+
+    def stop(self, node: int) -> None:
+        """Stop node NODE gracefully (SIGTERM), waiting until it is gone."""
+        self.node("stop", node)
+
+    def kill(self, node: int) -> None:
+        """kill -9 node NODE; returns once the process is gone."""
+        self.node("kill", node)
+
+    def start(self, node: int) -> None:
+        """Start node NODE again; returns once every running node lists it in its metadata."""
+        self.node("start", node)
 
 
 def lumu_env(bootstrap: str, topic: str, **extra: str) -> dict[str, str]:

@@ -18,24 +18,23 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from confluent_kafka.admin import AdminClient
 
-from tests.integration.helpers import LUMU, count_when, get, lumu_env, metrics, together, until
+from tests.integration.helpers import (
+    LUMU,
+    Cluster,
+    count_when,
+    get,
+    lumu_env,
+    metrics,
+    together,
+    until,
+)
 from tests.integration.reference import Reference, reference
 
 Victim = Literal["state-leader", "coordinator"]
-
-
-class Nodes(Protocol):
-    """A cluster whose nodes can be stopped, killed and started (conftest.Cluster is one)."""
-
-    bootstrap: str
-
-    def stop(self, node: int) -> None: ...
-    def kill(self, node: int) -> None: ...
-    def start(self, node: int) -> None: ...
 
 
 @dataclass
@@ -88,13 +87,13 @@ def threads(process: subprocess.Popen[str]) -> int:
     raise AssertionError("no thread count")
 
 
-def node_of(cluster: Nodes, broker_port: int) -> int:
+def node_of(cluster: Cluster, broker_port: int) -> int:
     """The node (1-3) that listens on `broker_port`: its place in the bootstrap list."""
     ports = [int(address.rsplit(":", 1)[1]) for address in cluster.bootstrap.split(",")]
     return ports.index(broker_port) + 1
 
 
-def victim(cluster: Nodes, which: Victim, topic: str, group: str) -> int:
+def victim(cluster: Cluster, which: Victim, topic: str, group: str) -> int:
     """The node that leads the state topic, or that coordinates the group, now."""
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     metadata = admin.list_topics(timeout=10)
@@ -156,7 +155,7 @@ def printing(command: Sequence[str], samples: list[tuple[float, int]]) -> Iterat
 
 
 def rolling_restart(
-    cluster: Nodes, topic: str, group: str, kill: Victim, beside: Sequence[str] = ()
+    cluster: Cluster, topic: str, group: str, kill: Victim, beside: Sequence[str] = ()
 ) -> Outcome:
     """Restart each node in turn (SIGTERM, start), then kill -9 `kill` and start it again,
     while `lumu produce` writes 2,000 records a second and two `lumu serve` count them.

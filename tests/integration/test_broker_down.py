@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import BROKER
 from tests.integration.helpers import (
+    BROKER,
     LUMU,
     count_when,
     get,

@@ -10,8 +10,7 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import Cluster
-from tests.integration.helpers import count_when, lumu, summary, together
+from tests.integration.helpers import Cluster, count_when, lumu, summary, together
 from tests.integration.reference import reference
 from tests.integration.rolling import Victim, rolling_restart
 

@@ -14,8 +14,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource  # confluent_kafka.admin's, not re-exported
 from confluent_kafka.cimpl import NewTopic
 
-from tests.integration.conftest import Cluster
-from tests.integration.helpers import until
+from tests.integration.helpers import Cluster, until
 
 
 def brokers(bootstrap: str) -> set[int]:

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BROKER
-from tests.integration.helpers import LUMU, get, running, summary, until
+from tests.integration.helpers import BROKER, LUMU, get, running, summary, until
 from tests.integration.reference import reference
 
 PORT = 29200  # plain 29200, controller 29201, SASL_SSL 29202: apart from the other brokers
