@@ -46,6 +46,10 @@ class BrokerError(LumuError):
     exit_code = ExitCode.BROKER
 
 
+class NotAuthorized(BrokerError):
+    """The broker's authorizer refused an operation; the message names it and the ACL to grant."""
+
+
 class StateError(LumuError):
     """The group's state topic cannot be used: unreadable, foreign, another format, inconsistent."""
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from lumu_cli.acls import TOPIC, Acl, state_topic
 from lumu_cli.errors import StateError
 from lumu_cli.kafka_io import (
     OFFSET_BEGINNING,
@@ -64,11 +65,6 @@ CATCH_UP_SECONDS = 120.0  # an open transaction of a killed instance ends within
 # How long a rebalance waits for the periodic commit under way before it abandons it (and its
 # producer): a commit answers in milliseconds, or hangs (librdkafka#5456).
 GRACE_SECONDS = 1.0
-
-
-def state_topic(group: str) -> str:
-    """The compacted topic that holds `group`'s state."""
-    return f"{group}-lumu-state"
 
 
 def _now() -> str:
@@ -180,7 +176,7 @@ class Durable:
             )
         if warning := replication_warning(self.name, layout):
             notify(warning)
-        self._reader = StateReader(config, self.name, source.group, timeout)
+        self._reader = StateReader(config, self.name, source.group, timeout, group_grant="READ")
         self._ends = Ends(config, source.topic)
         self._committed_at = time.monotonic()
         self._failures: set[str] = set()
@@ -465,7 +461,7 @@ def describe(config: dict[str, str], group: str, timeout: float) -> Saved:
     format, or inconsistent.
     """
     name = state_topic(group)
-    if not topic_exists(config, name, timeout):
+    if not topic_exists(config, name, timeout, Acl("READ", TOPIC, name)):
         raise StateError(f"group {group!r} has no saved state (no topic {name!r})")
     layout = check_state_topic(config, name, timeout)  # as ensure_state_topic does at start
     rows = _read_all(config, group, timeout)
@@ -505,7 +501,7 @@ def reset(config: dict[str, str], group: str, timeout: float) -> int:
         )
     delete_group(config, group, timeout)
     name = state_topic(group)
-    if not topic_exists(config, name, timeout):
+    if not topic_exists(config, name, timeout, Acl("READ", TOPIC, name)):
         return 0
     live = _live(_read_all(config, group, timeout))
     if live:

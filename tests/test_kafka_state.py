@@ -23,7 +23,7 @@ from confluent_kafka import (
 )
 
 from lumu_cli import kafka_io
-from lumu_cli.errors import StateError
+from lumu_cli.errors import NotAuthorized, StateError
 from lumu_cli.kafka_io import CommitFailed, Consumed, StateReader, Transactions, client_config
 
 TOPIC, GROUP, STATE = "events", "g", "g-lumu-state"
@@ -55,12 +55,16 @@ class FakeProducer:
         self.config = config
         self.calls: list[str] = []
         self.pending: Records | None = None
+        self.abortable: KafkaException | None = None  # as librdkafka, the first such error
         broker.producers.append(self)
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
         if failures := self.broker.fail.get(name):
-            raise failures.pop(0)
+            failure = failures.pop(0)
+            if isinstance(failure, KafkaException) and failure.args[0].txn_requires_abort():
+                self.abortable = self.abortable or failure
+            raise failure
 
     def list_topics(self, timeout: float) -> None:
         self._call("list_topics")
@@ -70,7 +74,7 @@ class FakeProducer:
 
     def begin_transaction(self) -> None:
         self._call("begin_transaction")
-        self.pending = []
+        self.pending, self.abortable = [], None
 
     def produce(self, topic: str, value: bytes | None, key: bytes, partition: int) -> None:
         self._call("produce")
@@ -96,13 +100,15 @@ class FakeProducer:
 
     def commit_transaction(self, timeout: float) -> None:
         self._call("commit_transaction")
+        if self.abortable is not None:  # librdkafka: "requires abort", with the first error
+            raise self.abortable
         assert self.pending is not None
         self.broker.committed += self.pending
         self.pending = None
 
     def abort_transaction(self, timeout: float) -> None:
         self._call("abort_transaction")
-        self.pending = None
+        self.pending, self.abortable = None, None
 
     def purge(self) -> None:
         self.calls.append("purge")
@@ -426,7 +432,7 @@ def test_the_reader_is_read_committed_from_the_start_of_every_partition(log: Sta
     state_reader = reader()
     [consumer] = log.consumers
     assert consumer.config["isolation.level"] == "read_committed"
-    assert consumer.config["group.id"] == "g-lumu-state-reader"
+    assert consumer.config["group.id"] == GROUP  # the group itself: only DESCRIBE on it needed
     assert consumer.config["enable.auto.commit"] is False
     assert log.assigned == [[(STATE, 0, OFFSET_BEGINNING), (STATE, 1, OFFSET_BEGINNING)]]
     state_reader.rewind()
@@ -498,15 +504,26 @@ def test_a_transient_error_while_reading_is_passed_over(log: StateLog) -> None:
 
 
 @pytest.mark.parametrize(
-    "code", [KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED]
+    ("code", "line"),
+    [
+        (
+            KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            f"not authorized to READ topic {STATE!r} (grant READ on topic {STATE!r})",
+        ),
+        (
+            KafkaError.GROUP_AUTHORIZATION_FAILED,
+            f"not authorized to DESCRIBE group {GROUP!r} (grant DESCRIBE on group {GROUP!r})",
+        ),
+    ],
 )
-def test_an_authorization_error_while_reading_is_a_state_error_at_once(
-    log: StateLog, code: int
+def test_an_authorization_error_while_reading_names_the_acl_at_once(
+    log: StateLog, code: int, line: str
 ) -> None:
     log.ends = {0: 5}
-    log.batches = [[Message(0, error_=KafkaError(code))], []]
-    with pytest.raises(StateError, match="authorization failed"):
+    log.batches = [[Message(0, error_=KafkaError(code))], []]  # (an error has no offset)
+    with pytest.raises(NotAuthorized) as refused:
         read_to_end(reader(), seconds=0.5)
+    assert str(refused.value) == line
 
 
 def test_a_state_topic_without_metadata_yet_is_waited_for(log: StateLog) -> None:
@@ -597,8 +614,8 @@ def test_a_state_topic_still_unknown_at_the_timeout_is_a_state_error(
 def test_another_error_of_the_state_topics_layout_is_not_asked_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    admin = LayoutAdmin(failure=error(KafkaError.TOPIC_AUTHORIZATION_FAILED, "Not authorized"))
+    admin = LayoutAdmin(failure=error(KafkaError.POLICY_VIOLATION, "Not allowed by policy"))
     monkeypatch.setattr(kafka_io.admin, "_admin", lambda config: admin)
-    with pytest.raises(StateError, match=r"Not authorized$"):
+    with pytest.raises(StateError, match=r"Not allowed by policy$"):
         kafka_io.check_state_topic(CONFIG, STATE, 5.0)
     assert admin.asks == 1

@@ -23,6 +23,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from lumu_cli import kafka_io, state
+from lumu_cli.acls import Acl
 from lumu_cli.errors import StateError
 from lumu_cli.kafka_io import (
     CommitFailed,
@@ -157,7 +158,13 @@ class FakeReader:
     BATCH = 3  # small: a restore takes several batches
 
     def __init__(
-        self, kafka: Kafka, config: dict[str, str], topic: str, group: str, timeout: float
+        self,
+        kafka: Kafka,
+        config: dict[str, str],
+        topic: str,
+        group: str,
+        timeout: float,
+        group_grant: str = "DESCRIBE",
     ) -> None:
         given(config, timeout)
         assert (topic, group) == (STATE, GROUP)
@@ -262,9 +269,10 @@ def fake_kafka(monkeypatch: pytest.MonkeyPatch) -> Kafka:
             raise StateError(f"state topic {topic!r} has cleanup.policy={kafka.policy}")
         return TopicLayout(kafka.replication, 1, kafka.brokers, kafka.policy)
 
-    def exists(config: dict[str, str], topic: str, timeout: float) -> bool:
+    def exists(config: dict[str, str], topic: str, timeout: float, grant: Acl) -> bool:
         given(config, timeout)
         assert topic == STATE
+        assert str(grant) == f"READ on topic {STATE!r}"  # what `lumu state` needs of it
         return kafka.exists
 
     def members(config: dict[str, str], group: str, timeout: float) -> int:

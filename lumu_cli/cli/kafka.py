@@ -238,6 +238,7 @@ def produce(
     one JSON summary line: sent, delivered, failed, distinct_ips, invalid, elapsed, rate. The
     exit status is 3 if any record was not delivered, 130 after Ctrl-C.
     """
+    from lumu_cli.acls import TOPIC, Acl
     from lumu_cli.kafka_io import Sender, client_config, ensure_topic
     from lumu_cli.live import ProduceProgress
     from lumu_cli.produce import FLUSH_SECONDS
@@ -245,7 +246,8 @@ def produce(
     from lumu_cli.synth import Synth
 
     config = client_config(bootstrap, settings or (), config_file)
-    if ensure_topic(config, topic, partitions, timeout, replication=replication):
+    grant = Acl("WRITE", TOPIC, topic)
+    if ensure_topic(config, topic, partitions, timeout, replication=replication, grant=grant):
         fail(f"created topic {topic!r} with {partitions} partitions")
     synth = Synth(ips, ipv6_ratio=ipv6_ratio, invalid_ratio=invalid_ratio, seed=seed)
     stop, sender = threading.Event(), Sender(config, topic)
@@ -306,6 +308,7 @@ def _count(
     view: Callable[[Tracker], AbstractContextManager[object]],
 ) -> tuple[Stats, int]:
     """What `track` and `serve` share: consume, count, keep the state, serve; the final stats."""
+    from lumu_cli.acls import TOPIC, Acl
     from lumu_cli.checkers import Inline, Pooled, default_workers
     from lumu_cli.events import explain
     from lumu_cli.kafka_io import Consumed, client_config, topic_exists
@@ -319,7 +322,7 @@ def _count(
         with serve.named():
             parse_address(serve.address)
     config = client_config(how.bootstrap, how.settings or (), how.config_file)
-    exists = topic_exists(config, how.topic, how.timeout)
+    exists = topic_exists(config, how.topic, how.timeout, Acl("READ", TOPIC, how.topic))
     if not exists and exit_at_end:  # nothing to read to the end of
         raise BrokerError(
             f"topic {how.topic!r} does not exist on {config['bootstrap.servers']} (name another "

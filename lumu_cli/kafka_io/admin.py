@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import (
     KafkaError,
     KafkaException,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -22,7 +23,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from confluent_kafka.cimpl import NewTopic
 
-from lumu_cli.errors import BrokerError, StateError
+from lumu_cli.acls import GROUP, TOPIC, Acl, not_visible
+from lumu_cli.errors import BrokerError, NotAuthorized, StateError
 from lumu_cli.kafka_io.clients import _TRY_SECONDS, _admin, _asked_again, _describe, _refusals
 
 
@@ -44,9 +46,30 @@ def _topics(admin: AdminClient, config: dict[str, str], timeout: float) -> set[s
                 ) from None
 
 
-def topic_exists(config: dict[str, str], topic: str, timeout: float) -> bool:
-    """Whether `topic` exists (BrokerError if no broker answers within `timeout` s)."""
-    return topic in _topics(_admin(config), config, timeout)
+def topic_exists(config: dict[str, str], topic: str, timeout: float, grant: Acl) -> bool:
+    """Whether `topic` exists (BrokerError if no broker answers within `timeout` s).
+
+    Kafka lists only the topics the principal may DESCRIBE. One not listed is asked about by
+    name, and if the broker refuses to say, that is NotAuthorized, naming `grant`: the ACL of
+    the command that implies DESCRIBE.
+    """
+    admin = _admin(config)
+    if topic in _topics(admin, config, timeout):
+        return True
+    _check_visible(admin, topic, timeout, grant)
+    return False
+
+
+def _check_visible(admin: AdminClient, topic: str, timeout: float, grant: Acl) -> None:
+    """NotAuthorized if the principal may not DESCRIBE `topic` (whether it exists or not)."""
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+    try:
+        future.result(timeout=timeout)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise not_visible(grant) from None
+    except TimeoutError:  # said of the topic list already, if the broker is gone
+        pass
 
 
 def ensure_topic(
@@ -56,22 +79,28 @@ def ensure_topic(
     timeout: float,
     settings: dict[str, str] | None = None,
     replication: int | None = None,
+    *,
+    grant: Acl | None = None,
 ) -> bool:
     """Create `topic` with `partitions` partitions unless it exists; True if it was created.
 
     Its replication factor is `replication`, or (None) the cluster's default.replication.factor,
-    as Kafka Streams does since 3.0.
+    as Kafka Streams does since 3.0. `grant`: the ACL that lets the principal see it (above).
     """
     admin = _admin(config)
     if topic in _topics(admin, config, timeout):
         return False
+    _check_visible(admin, topic, timeout, grant or Acl("DESCRIBE", TOPIC, topic))
     new = NewTopic(topic, partitions, replication or -1, config=settings or {})
     future = admin.create_topics([new], request_timeout=timeout)[topic]
     try:
         future.result(timeout=timeout)
     except KafkaException as exc:
-        if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:  # created meanwhile
+        code = exc.args[0].code()
+        if code == KafkaError.TOPIC_ALREADY_EXISTS:  # created meanwhile
             return False
+        if code in (KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED):
+            raise Acl("CREATE", TOPIC, topic).refused() from None
         raise BrokerError(f"cannot create topic {topic!r}: {_describe(exc)}") from None
     return True
 
@@ -98,7 +127,8 @@ def ensure_state_topic(
 
     StateError if it is not compacted: retention would delete the state.
     """
-    created = ensure_topic(config, topic, 1, timeout, STATE_TOPIC_CONFIG, replication)
+    grant = Acl("READ", TOPIC, topic)
+    created = ensure_topic(config, topic, 1, timeout, STATE_TOPIC_CONFIG, replication, grant=grant)
     return created, check_state_topic(config, topic, timeout)
 
 
@@ -106,6 +136,8 @@ def check_state_topic(config: dict[str, str], topic: str, timeout: float) -> Top
     """The state topic's layout; StateError unless it is compacted: retention would delete it."""
     try:
         layout = describe_topic(config, topic, timeout)
+    except NotAuthorized:
+        raise
     except BrokerError as exc:
         raise StateError(f"cannot read the config of state topic {topic!r}: {exc}") from None
     if "compact" not in layout.cleanup_policy.split(","):
@@ -128,10 +160,16 @@ def describe_topic(config: dict[str, str], topic: str, timeout: float) -> TopicL
         found = admin.list_topics(topic, timeout=wait)
         meta = found.topics[topic]
         if meta.error is not None:
+            if meta.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise not_visible(Acl("READ", TOPIC, topic))
             raise KafkaException(meta.error)
         asked = admin.describe_configs([resource], request_timeout=wait)[resource]
         try:
             configs = asked.result(timeout=wait)
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise Acl("DESCRIBE_CONFIGS", TOPIC, topic).refused() from None
+            raise
         except TimeoutError:
             why = f"no answer within {timeout:g} s"
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, why)) from None
@@ -155,6 +193,8 @@ def group_members(config: dict[str, str], group: str, timeout: float) -> int:
     try:
         return len(future.result(timeout=timeout).members)
     except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            raise Acl("READ", GROUP, group).refused("DESCRIBE") from None
         raise BrokerError(f"cannot describe group {group!r}: {_describe(exc)}") from None
 
 
@@ -165,6 +205,8 @@ def delete_group(config: dict[str, str], group: str, timeout: float) -> None:
     try:
         future.result(timeout=timeout)
     except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            raise Acl("DELETE", GROUP, group).refused() from None
         if exc.args[0].code() != KafkaError.GROUP_ID_NOT_FOUND:
             raise BrokerError(f"cannot delete group {group!r}: {_describe(exc)}") from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +20,12 @@ from confluent_kafka.admin import AdminClient
 from lumu_cli.errors import UsageError
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
+
+# For producers whose fatal errors lumu tells itself: librdkafka logs those as FATAL, which
+# log_level 0 still prints (as a second line), unless the lines go to a logger; this drops them.
+QUIET = logging.getLogger("lumu.librdkafka")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
 
 
 def client_config(

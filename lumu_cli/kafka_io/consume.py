@@ -21,7 +21,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from lumu_cli.errors import BrokerError
+from lumu_cli.acls import GROUP, TOPIC, Acl
+from lumu_cli.errors import BrokerError, NotAuthorized
 from lumu_cli.kafka_io.clients import DEFAULT_BOOTSTRAP, _client, _describe
 
 
@@ -96,6 +97,7 @@ class Consumed:
         self.brokers_up = threading.Event()
         self.brokers_up.set()
         self.assigned: set[int] = set()
+        self.refused: NotAuthorized | None = None  # an authorization error, raised by poll
         self.last_stats = time.monotonic()
         self._consumer = _client(
             Consumer,
@@ -145,6 +147,15 @@ class Consumed:
     def _error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.brokers_up.clear()
+        self.refused = self.refused or self._refusal(error)
+
+    def _refusal(self, error: KafkaError, operation: str | None = None) -> NotAuthorized | None:
+        """What an authorization error says is missing (None for any other error)."""
+        if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            return Acl("READ", TOPIC, self.topic).refused(operation)
+        if error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            return Acl("READ", GROUP, self.group).refused(operation)
+        return None
 
     def _stats(self, text: str) -> None:
         stats = json.loads(text)
@@ -188,6 +199,8 @@ class Consumed:
         try:
             found = self._consumer.committed(asked, timeout=timeout)
         except KafkaException as exc:
+            if refused := self._refusal(exc.args[0], "DESCRIBE"):
+                raise refused from None
             raise BrokerError(f"cannot read the committed offsets: {_describe(exc)}") from None
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
@@ -210,7 +223,12 @@ class Consumed:
         return int(low), int(high)
 
     def poll(self, max_records: int, timeout: float) -> Polled:
-        """Up to `max_records` records, waiting at most `timeout` seconds for the first."""
+        """Up to `max_records` records, waiting at most `timeout` seconds for the first.
+
+        NotAuthorized if the broker refused to let this member read the topic or join the group:
+        retrying does not mend that."""
+        if self.refused is not None:
+            raise self.refused
         if self.waiting is not None:
             self._look_for_topic(timeout)
             return Polled()
@@ -250,6 +268,8 @@ class Consumed:
                 batch.at_end[partition] = False
             elif error.code() == KafkaError._PARTITION_EOF:
                 batch.at_end[partition] = True
+            elif refused := self._refusal(error):
+                raise refused
             else:
                 batch.errors.append(error.str())
         if batch.values:

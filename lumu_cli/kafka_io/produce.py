@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
     KafkaError,
+    KafkaException,
     Message,
     Producer,
 )
 
-from lumu_cli.kafka_io.clients import _client
+from lumu_cli.acls import TOPIC, Acl
+from lumu_cli.errors import BrokerError
+from lumu_cli.kafka_io.clients import QUIET, _client, _describe
 
 
 @dataclass
@@ -22,6 +25,9 @@ class Sender:
     librdkafka reports failed deliveries only (delivery.report.only.error), so no Python code
     runs per delivered record: a record sent is delivered once it has neither failed nor is
     still in librdkafka's queue.
+
+    A refusal that no retry mends (no ACL to write the topic, or a fatal error of the
+    idempotent producer) is raised by the next call, and nothing more is sent.
     """
 
     config: dict[str, str]
@@ -29,6 +35,7 @@ class Sender:
     sent: int = 0
     failed: int = 0
     first_error: str | None = None
+    stopped: BrokerError | None = None
     _producer: Producer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -42,6 +49,7 @@ class Sender:
                 "message.timeout.ms": 30_000,  # a dead broker fails deliveries in 30 s, not 5 min
                 "delivery.report.only.error": True,
                 "log_level": 0,
+                "logger": QUIET,  # the FATAL line of a refusal: it is told as `stopped`
                 **self.config,
                 "on_delivery": self._report,
             },
@@ -56,6 +64,29 @@ class Sender:
         if error is not None:  # (a success is reported too if -X turns error-only off)
             self.failed += 1
             self.first_error = self.first_error or error.str()
+            if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                self.stopped = self.stopped or Acl("WRITE", TOPIC, self.topic).refused()
+
+    def _serve(self, served: Callable[[float], int], timeout: float) -> int:
+        """poll or flush: serves the delivery reports. A fatal error (such as no producer id for
+        want of an ACL) is raised from it, as a SystemError over the KafkaException when a
+        delivery report comes in the same call: either is told as `stopped`."""
+        try:
+            return served(timeout)
+        except (KafkaException, SystemError) as exc:
+            cause = exc if isinstance(exc, KafkaException) else exc.__cause__
+            if not isinstance(cause, KafkaException):
+                raise
+            error = cause.args[0]
+            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:  # no producer id: WRITE
+                self.stopped = Acl("WRITE", TOPIC, self.topic).refused()  # on a topic gives one
+            else:
+                self.stopped = BrokerError(f"the producer stopped: {_describe(cause)}")
+            raise self.stopped from None
+
+    def _check(self) -> None:
+        if self.stopped is not None:
+            raise self.stopped
 
     def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
         """Queue records (key, value); waits for room when librdkafka's queue is full."""
@@ -66,12 +97,14 @@ class Sender:
             except BufferError:
                 self._send_when_room(key, value)
         self.sent += len(records)
-        self._producer.poll(0)
+        self._serve(self._producer.poll, 0)
+        self._check()
 
     def _send_when_room(self, key: bytes, value: bytes) -> None:
         """Serve delivery reports until librdkafka's queue takes the record."""
         while True:
-            self._producer.poll(0.05)
+            self._serve(self._producer.poll, 0.05)
+            self._check()
             try:
                 self._producer.produce(self.topic, value, key)
                 return
@@ -85,9 +118,11 @@ class Sender:
         wake a paced run twice as often.
         """
         time.sleep(seconds)
-        self._producer.poll(0)
+        self._serve(self._producer.poll, 0)
+        self._check()
 
     def flush(self, timeout: float) -> int:
         """Wait up to `timeout` seconds for deliveries; the number still undelivered."""
-        left: int = self._producer.flush(timeout)
+        left = self._serve(self._producer.flush, timeout)
+        self._check()
         return left

@@ -4,7 +4,6 @@ offsets (`Transactions`, `Pending`), and a read_committed reader (`StateReader`)
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 import uuid
@@ -23,8 +22,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     OffsetSpec,
 )
 
-from lumu_cli.errors import BrokerError, StateError
-from lumu_cli.kafka_io.clients import _admin, _asked_again, _client, _describe
+from lumu_cli.acls import GROUP, TOPIC, TRANSACTIONAL_ID, Acl, not_visible, transactional_prefix
+from lumu_cli.errors import BrokerError, NotAuthorized, StateError
+from lumu_cli.kafka_io.clients import QUIET, _admin, _asked_again, _client, _describe
 from lumu_cli.kafka_io.consume import Consumed
 
 
@@ -47,10 +47,6 @@ FENCED = frozenset(
 )
 
 
-_QUIET = logging.getLogger("lumu.state-producer")  # librdkafka's log lines, dropped
-_QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False
-
 TXN_SECONDS = 5.0  # librdkafka's timeout for each step of a state transaction
 WEDGED_SECONDS = 4 * TXN_SECONDS  # how long the consume loop waits for a whole one, at most
 
@@ -68,7 +64,7 @@ class Pending:
         self.owner = owner
         self.producer = producer
         self.started = time.monotonic()
-        self.outcome: list[tuple[KafkaException | None, bool]] = []
+        self.outcome: list[tuple[KafkaException | NotAuthorized | None, bool]] = []
         self.worker: threading.Thread | None = None
 
     def done(self) -> bool:
@@ -77,7 +73,8 @@ class Pending:
 
     def result(self, wait: float | None = None) -> None:
         """Wait for the outcome (at most `wait` s, and no later than WEDGED_SECONDS from the
-        start); CommitFailed unless it committed. One not over by then is abandoned."""
+        start); CommitFailed unless it committed, NotAuthorized if an ACL is missing. One not
+        over by then is abandoned."""
         if self.worker is not None:
             left = self.started + WEDGED_SECONDS - time.monotonic()
             self.worker.join(max(0.0, left if wait is None else min(wait, left)))
@@ -89,6 +86,8 @@ class Pending:
         error, usable = self.outcome[0]
         if not usable:
             self.owner._drop(self.producer)
+        if isinstance(error, NotAuthorized):
+            raise error
         if error is not None:
             raise CommitFailed(_describe(error), refused=error.args[0].code() in FENCED)
 
@@ -112,15 +111,17 @@ class Transactions:
         self.topic = topic
         self.timeout = timeout
         self.hook = hook  # told "mid-commit" once a transaction is written, before its commit
+        self._may = Acl("WRITE", TRANSACTIONAL_ID, transactional_prefix(group), prefixed=True)
+        self.transactional_id = f"{transactional_prefix(group)}{uuid.uuid4().hex[:12]}"
         self._config = {
-            "transactional.id": f"lumu-{group}-{uuid.uuid4().hex[:12]}",
+            "transactional.id": self.transactional_id,
             # a killed instance's open transaction holds readers back this long, at most
             "transaction.timeout.ms": 10_000,
             "linger.ms": 5,
             "log_level": 0,
             # An abandoned producer is fenced by its successor, and librdkafka logs that as
             # FATAL, which log_level 0 still prints: lumu tells its commits' failures itself.
-            "logger": _QUIET,
+            "logger": QUIET,
             **config,
         }
         self._producer: Producer | None = None
@@ -145,8 +146,39 @@ class Transactions:
             producer.list_topics(timeout=self.timeout)
             producer.init_transactions(self.timeout)
         except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+                raise self._may.refused(name=self.transactional_id) from None
             raise BrokerError(f"cannot start state transactions: {_describe(exc)}") from None
         return producer
+
+    @staticmethod
+    def _why_abortable(producer: Producer, exc: KafkaException) -> KafkaException:
+        """The error that made the transaction abortable, when `exc` is only what a later call
+        met: a refused record makes send_offsets_to_transaction fail with "Erroneous state" if
+        it comes first. librdkafka keeps the first error, and any commit of a transaction in
+        that state fails at once with it (nothing is sent)."""
+        if not exc.args[0].txn_requires_abort():
+            return exc
+        try:
+            producer.commit_transaction(0)
+        except KafkaException as first:
+            return first
+        return exc  # (not reached: a transaction that requires abort does not commit)
+
+    def _refusal(self, error: KafkaError, group: str | None) -> NotAuthorized | None:
+        """What an authorization error in a transaction says is missing (None: another error).
+
+        The only topic a transaction can be refused is the state topic, which it adds to itself
+        to write (the offsets of the topic counted need READ on it, which counting has already).
+        """
+        code = error.code()
+        if code == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+            return self._may.refused(name=self.transactional_id)
+        if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            return Acl("WRITE", TOPIC, self.topic).refused()
+        if code == KafkaError.GROUP_AUTHORIZATION_FAILED and group is not None:
+            return Acl("READ", GROUP, group).refused()
+        return None
 
     def commit(
         self,
@@ -169,7 +201,8 @@ class Transactions:
     ) -> Pending:
         """Start the transaction of `commit` in a thread of its own; its outcome comes later.
 
-        CommitFailed at once if it cannot start (no member of the group now, no producer).
+        CommitFailed at once if it cannot start (no member of the group now, no producer);
+        NotAuthorized if the principal may not use its transactional.id.
         """
         positions, group = [], None
         if source is not None and offsets:
@@ -182,12 +215,14 @@ class Transactions:
         self._early.join()
         try:
             producer = self._producer = self._producer or self._start()
+        except NotAuthorized:
+            raise
         except BrokerError as exc:
             raise CommitFailed(str(exc)) from None
-        pending = Pending(self, producer)
+        pending, group_id = Pending(self, producer), source.group if source else None
         worker = threading.Thread(
             target=lambda: pending.outcome.append(
-                self._transact(producer, records, positions, group)
+                self._transact(producer, records, positions, group, group_id)
             ),
             name="lumu-state-commit",
             daemon=True,  # a wedged one must not hold the process at exit
@@ -207,7 +242,8 @@ class Transactions:
         records: Sequence[tuple[bytes, bytes | None]],
         positions: list[TopicPartition],
         group: object,
-    ) -> tuple[KafkaException | None, bool]:
+        group_id: str | None = None,
+    ) -> tuple[KafkaException | NotAuthorized | None, bool]:
         """One transaction: (None or its error, whether the producer can be used again)."""
         try:
             producer.begin_transaction()
@@ -226,13 +262,18 @@ class Transactions:
             producer.commit_transaction(TXN_SECONDS)
             return None, True
         except KafkaException as exc:
+            error: KafkaException | NotAuthorized = (
+                self._refusal(exc.args[0], group_id)
+                or self._refusal(self._why_abortable(producer, exc).args[0], group_id)
+                or exc
+            )
             if not exc.args[0].fatal():
                 with contextlib.suppress(KafkaException):
                     producer.abort_transaction(TXN_SECONDS)
-                    return exc, True
+                    return error, True
             with contextlib.suppress(KafkaException):  # dropped without waiting for its queue
                 producer.purge()
-            return exc, False
+            return error, False
 
     def close(self) -> None:
         self._early.join()
@@ -251,16 +292,34 @@ _PERMANENT = frozenset(
 
 
 class StateReader:
-    """Reads the state topic from its start, read_committed: whole transactions only."""
+    """Reads the state topic from its start, read_committed: whole transactions only.
+
+    Its consumer is in `group` (librdkafka needs a group.id) but never joins it nor commits:
+    it only finds the group's coordinator, for which the principal needs DESCRIBE on the group,
+    which `group_grant` (READ for track and serve) includes.
+    """
 
     BATCH = 10_000
 
-    def __init__(self, config: dict[str, str], topic: str, group: str, timeout: float) -> None:
+    def __init__(
+        self,
+        config: dict[str, str],
+        topic: str,
+        group: str,
+        timeout: float,
+        group_grant: str = "DESCRIBE",
+    ) -> None:
         self.topic = topic
+        self._refusals = {
+            KafkaError.TOPIC_AUTHORIZATION_FAILED: Acl("READ", TOPIC, topic).refused(),
+            KafkaError.GROUP_AUTHORIZATION_FAILED: Acl(group_grant, GROUP, group).refused(
+                "DESCRIBE"
+            ),
+        }
         self._consumer = _client(
             Consumer,
             {
-                "group.id": f"{group}-lumu-state-reader",  # never joined, never committed
+                "group.id": group,  # never joined, never committed
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "enable.partition.eof": True,
@@ -281,6 +340,8 @@ class StateReader:
             try:
                 metadata = self._consumer.list_topics(self.topic, timeout=timeout).topics
                 found = metadata[self.topic]
+                if found.error is not None and found.error.code() in self._refusals:
+                    raise not_visible(Acl("READ", TOPIC, self.topic))
                 why = found.error.str() if found.error is not None else ""
             except KafkaException as exc:
                 why = _describe(exc)
@@ -299,7 +360,9 @@ class StateReader:
         self._at = {}
 
     def read(self, timeout: float) -> list[StateRow]:
-        """The committed records there are (up to BATCH): (offset, key, value), in order."""
+        """The committed records there are (up to BATCH): (offset, key, value), in order.
+
+        StateError on an error that waiting will not mend; NotAuthorized if that is an ACL."""
         try:
             messages = self._consumer.consume(self.BATCH, timeout)
         except KafkaException as exc:
@@ -314,7 +377,9 @@ class StateReader:
                     records.append((offset, message.key(), message.value()))
                     offset += 1
                 self._at[partition] = offset  # at EOF: past transaction markers, to the end
-            elif error.fatal() or error.code() in _PERMANENT:
+            elif refused := self._refusals.get(error.code()):
+                raise refused
+            elif error.fatal():
                 raise StateError(f"reading state topic {self.topic!r}: {error.str()}")
         return records
 
@@ -358,6 +423,8 @@ class StateReader:
                 ask, lambda code: code not in _PERMANENT, time.monotonic() + timeout
             )
         except KafkaException as exc:
+            if exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise not_visible(Acl("READ", TOPIC, self.topic)) from None
             why = f"cannot reach state topic {self.topic!r}: {_describe(exc)}"
             raise StateError(why) from None
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -166,3 +168,74 @@ def metrics(url: str) -> dict[str, float]:
         for family in text_string_to_metric_families(body)
         for sample in family.samples
     }
+
+
+@dataclass
+class Secured:
+    """A broker of `scripts/kafka-broker start --sasl`: a plain listener (for the reference
+    count, and the super user's admin when --acl) and a SASL_SSL one, for lumu's -F file."""
+
+    plain: str  # 127.0.0.1:PORT
+    sasl: str  # 127.0.0.1:PORT+2
+    user: str
+    password: str
+    data: Path
+    ca: Path
+
+    def properties(self, name: str, **changes: str) -> Path:
+        """A client.properties for the SASL_SSL listener, with some settings changed."""
+        settings = {
+            "bootstrap.servers": self.sasl,
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": self.user,
+            "sasl.password": self.password,
+            "ssl.ca.location": str(self.ca),
+            **changes,
+        }
+        path = self.data / name
+        path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+        return path
+
+
+def keystore(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 in a PKCS12 keystore, and it in PEM."""
+    store, pem = directory / f"{name}.p12", directory / f"{name}.pem"
+    common = ["-alias", name, "-keystore", str(store), "-storepass", "test-store"]
+    subprocess.run(
+        ["keytool", "-genkeypair", "-keyalg", "RSA", "-keysize", "2048", "-validity", "2",
+         "-dname", "CN=localhost", "-ext", "SAN=IP:127.0.0.1,DNS:localhost",
+         "-storetype", "PKCS12", *common],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    subprocess.run(
+        ["keytool", "-exportcert", "-rfc", "-file", str(pem), *common],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return store, pem
+
+
+@contextmanager
+def secured_broker(port: int, user: str, password: str, *, acl: bool = False) -> Iterator[Secured]:
+    """A broker with a SASL_SSL listener on port+2 whose SCRAM user is `user` (with --acl, the
+    StandardAuthorizer on: that user may do only what ACLs grant), stopped and deleted after."""
+    import pytest
+
+    data = Path(tempfile.mkdtemp(prefix="lumu-test-sasl-"))
+    store, ca = keystore(data, "broker")
+    env = {
+        **os.environ, "LUMU_KAFKA_DIR": str(data / "broker"), "LUMU_KAFKA_KEYSTORE": str(store),
+        "LUMU_KAFKA_KEYSTORE_PASSWORD": "test-store", "LUMU_KAFKA_CA": str(ca),
+        "LUMU_KAFKA_SASL_USER": user, "LUMU_KAFKA_SASL_PASSWORD": password,
+    }  # fmt: skip
+    started = subprocess.run(
+        [str(BROKER), "start", "--sasl", *(["--acl"] if acl else []), "--port", str(port)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"the SASL_SSL test broker did not start:\n{started.stderr}", pytrace=False)
+    try:
+        yield Secured(started.stdout.strip(), f"127.0.0.1:{port + 2}", user, password, data, ca)
+    finally:
+        subprocess.run([str(BROKER), "stop", "--port", str(port)], env=env, check=False)
+        shutil.rmtree(data, ignore_errors=True)

@@ -11,17 +11,22 @@ error line, /count, /metrics, the status lines, nor LUMU_DEBUG output.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import BROKER, LUMU, get, running, summary, until
+from tests.integration.helpers import (
+    LUMU,
+    Secured,
+    get,
+    keystore,
+    running,
+    secured_broker,
+    summary,
+    until,
+)
 from tests.integration.reference import reference
 
 PORT = 29200  # plain 29200, controller 29201, SASL_SSL 29202: apart from the other brokers
@@ -31,65 +36,10 @@ USER = "lumu-test"
 TIMEOUT = 5  # lumu's --timeout for the refused runs
 
 
-@dataclass
-class Secured:
-    plain: str  # the plain listener, for the reference count
-    data: Path
-    ca: Path
-
-    def properties(self, name: str, **changes: str) -> Path:
-        """A client.properties for the SASL_SSL listener, with some settings changed."""
-        settings = {
-            "bootstrap.servers": f"127.0.0.1:{SASL_PORT}",
-            "security.protocol": "SASL_SSL",
-            "sasl.mechanisms": "SCRAM-SHA-512",
-            "sasl.username": USER,
-            "sasl.password": PASSWORD,
-            "ssl.ca.location": str(self.ca),
-            **changes,
-        }
-        path = self.data / name
-        path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
-        return path
-
-
-def keystore(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 in a PKCS12 keystore, and it in PEM."""
-    store, pem = directory / f"{name}.p12", directory / f"{name}.pem"
-    common = ["-alias", name, "-keystore", str(store), "-storepass", "test-store"]
-    subprocess.run(
-        ["keytool", "-genkeypair", "-keyalg", "RSA", "-keysize", "2048", "-validity", "2",
-         "-dname", "CN=localhost", "-ext", "SAN=IP:127.0.0.1,DNS:localhost",
-         "-storetype", "PKCS12", *common],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    subprocess.run(
-        ["keytool", "-exportcert", "-rfc", "-file", str(pem), *common],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    return store, pem
-
-
 @pytest.fixture(scope="module")
 def secured() -> Iterator[Secured]:
-    data = Path(tempfile.mkdtemp(prefix="lumu-test-sasl-"))
-    store, ca = keystore(data, "broker")
-    env = {
-        **os.environ, "LUMU_KAFKA_DIR": str(data / "broker"), "LUMU_KAFKA_KEYSTORE": str(store),
-        "LUMU_KAFKA_KEYSTORE_PASSWORD": "test-store", "LUMU_KAFKA_CA": str(ca),
-        "LUMU_KAFKA_SASL_USER": USER, "LUMU_KAFKA_SASL_PASSWORD": PASSWORD,
-    }  # fmt: skip
-    started = subprocess.run(
-        [str(BROKER), "start", "--sasl", "--port", str(PORT)],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    if started.returncode != 0:
-        pytest.fail(f"the SASL_SSL test broker did not start:\n{started.stderr}", pytrace=False)
-    try:
-        yield Secured(started.stdout.strip(), data, ca)
-    finally:
-        subprocess.run([str(BROKER), "stop", "--port", str(PORT)], env=env, check=False)
-        shutil.rmtree(data, ignore_errors=True)
+    with secured_broker(PORT, USER, PASSWORD) as broker:
+        yield broker
 
 
 def lumu(*args: str, debug: bool = False) -> subprocess.CompletedProcess[str]:
