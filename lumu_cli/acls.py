@@ -111,7 +111,7 @@ def saved(group: str) -> list[Acl]:
     return [
         Acl("READ", TOPIC, name, why="read the saved count"),
         Acl("DESCRIBE_CONFIGS", TOPIC, name, why="show how it is kept"),
-        Acl("DESCRIBE", GROUP, group, why="read it as the group"),
+        Acl("DESCRIBE", GROUP, group, why="find its coordinator (its reader never joins)"),
     ]
 
 
