@@ -90,6 +90,7 @@ class Sender:
 
     def send(self, records: Sequence[tuple[bytes, bytes]]) -> None:
         """Queue records (key, value); waits for room when librdkafka's queue is full."""
+        self._check()
         produce, topic = self._producer.produce, self.topic
         for key, value in records:
             try:
