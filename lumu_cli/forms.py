@@ -114,16 +114,35 @@ FORMS = (
     ),
     _form(
         "ctime and date(1)",
-        "C asctime, date(1), Go time.UnixDate and time.RubyDate",
+        "C asctime, date(1), Go time.UnixDate and time.RubyDate; Apache httpd 2.4 error log",
         "Fri Dec  3 16:15:30 UTC 2021",
-        rf"{_a}\s+{_b}\s+(?P<d>[0-9]{{1,2}})\s+{_HMS}"
+        rf"{_a}\s+{_b}\s+(?P<d>[0-9]{{1,2}})\s+{_HMS}(?:\.(?P<f>[0-9]{{6}}))?"  # httpd: µs
         r"(?:\s+(?:(?P<z>[+-][0-9]{4})|(?P<Z>[a-z]{1,5})))?\s+(?P<Y>[0-9]{4})",
     ),
     _form(
         "Cisco ASA and CEF rt",
-        "Cisco ASA logging timestamp; ArcSight CEF rt (MMM dd yyyy)",
+        "Cisco ASA logging timestamp; ArcSight CEF rt (MMM dd yyyy, MMM d yyyy)",
         "Dec 03 2021 16:15:30.235 UTC",
-        rf"{_b} (?P<d>[0-9]{{2}}) (?P<Y>[0-9]{{4}}) {_HMS}{_MS}(?: (?:{_JAVA_ZONE}))?",
+        rf"{_b} {{1,2}}(?P<d>[0-9]{{1,2}}) (?P<Y>[0-9]{{4}}) {_HMS}{_MS}(?: (?:{_JAVA_ZONE}))?",
+    ),
+    _form(
+        "Redis log",
+        "Redis server log (dd Mon yyyy HH:MM:SS.mmm)",
+        "27 Dec 2018 11:19:18.874",
+        rf"(?P<d>[0-9]{{2}}) {_b} (?P<Y>[0-9]{{4}}) {_HMS}\.(?P<f>[0-9]{{3}})",
+    ),
+    _form(
+        "java.util.logging",
+        "java.util.logging.SimpleFormatter (MMM d, yyyy h:mm:ss a)",
+        "Dec 30, 2020 11:30:40 AM",
+        rf"{_b} (?P<d>[0-9]{{1,2}}), (?P<Y>[0-9]{{4}}) (?P<I>[0-9]{{1,2}}):(?P<M>[0-9]{{2}})"
+        r":(?P<S>[0-9]{2}) (?P<p>AM|PM)",
+    ),
+    _form(
+        "English long date",
+        "java.text.DateFormat.LONG (en_US) with a 24-hour time (MMMM d, yyyy HH:mm:ss)",
+        "October 11, 2019 13:15:40",
+        rf"(?P<B>{'|'.join(MONTH_NAMES)}) (?P<d>[0-9]{{1,2}}), (?P<Y>[0-9]{{4}}) {_HMS}",
     ),
 )
 # Forms without a year: read only with --year.
@@ -139,6 +158,12 @@ YEARLESS = (
         "Kubernetes klog header (Lmmdd hh:mm:ss.uuuuuu)",
         "I1203 16:15:30.235123",
         rf"[IWEF]?(?P<m>[0-9]{{2}})(?P<d>[0-9]{{2}}) {_HMS}\.(?P<f>[0-9]{{6}})",
+    ),
+    _form(
+        "Android logcat",
+        "Android logcat -v threadtime and -v time (MM-DD HH:MM:SS.mmm)",
+        "03-17 16:13:38.811",
+        rf"(?P<m>[0-9]{{2}})-(?P<d>[0-9]{{2}}) {_HMS}\.(?P<f>[0-9]{{3}})",
     ),
 )
 
@@ -251,6 +276,8 @@ def _time(value: object, fields: Mapping[str, str | None]) -> tuple[int, int, in
     ):
         if part > most:
             raise InvalidTimestamp(value, f"{unit} {part} is not 0..{most}")
+    if (millis := get("ms")) is not None:  # --format's %3N: a count, not a fraction
+        return parts[0], parts[1], parts[2], int(millis) * 1000
     fraction = get("f")
     if not fraction:
         return parts[0], parts[1], parts[2], 0

@@ -41,6 +41,9 @@ DIRECTIVES = {
     "a": ("a", r"[a-z]{3}"),
     "A": ("a", r"[a-z]{6,9}"),
     "s": ("s", r"[+-]?[0-9]+"),
+    # a count of milliseconds, 1 to 3 digits (HealthApp's `:35:11` is 11 ms), where %f would read
+    # a fraction (.11 = 110 ms); GNU date writes milliseconds as %3N
+    "3N": ("ms", r"[0-9]{1,3}"),
 }
 _SHORTHANDS = {"T": "%H:%M:%S", "F": "%Y-%m-%d", "R": "%H:%M", "D": "%m/%d/%y"}
 _EPOCH_WITH = {"s", "f"}  # the only fields %s may share a pattern with (%s.%f)
@@ -67,7 +70,7 @@ def compile_pattern(text: str) -> Pattern:
     spelled = text
     for short, long in _SHORTHANDS.items():
         spelled = spelled.replace(f"%{short}", long)
-    pieces = iter(re.split(r"(%.?)", spelled))
+    pieces = iter(re.split(r"(%3N|%.?)", spelled))
     for piece in pieces:
         if not piece.startswith("%"):
             expression.append(r"\s+" if piece.isspace() else _literal(piece))
@@ -106,5 +109,7 @@ def _check(text: str, groups: set[str]) -> None:
         raise UsageError(f"--format {text!r}: no date in it (needs a month and a day, or %j)")
     if "I" in groups and "p" not in groups:
         raise UsageError(f"--format {text!r}: %I needs %p (AM or PM)")
+    if "f" in groups and "ms" in groups:
+        raise UsageError(f"--format {text!r}: %f and %3N both give the part of a second")
     if "H" in groups and "I" in groups:
         raise UsageError(f"--format {text!r}: %H and %I both give the hour")

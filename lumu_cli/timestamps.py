@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lumu_cli.errors import InvalidTimestamp, UsageError
-from lumu_cli.forms import fields_to_datetime, iana_zone, match_form, offset_zone, uncomment
+from lumu_cli.forms import (
+    ZONE_NAMES,
+    fields_to_datetime,
+    iana_zone,
+    match_form,
+    offset_zone,
+    uncomment,
+)
 from lumu_cli.patterns import compile_pattern
 
 if TYPE_CHECKING:
@@ -45,7 +52,8 @@ DIGIT_SHIFT = {Unit.S: 6, Unit.MS: 3, Unit.US: 0, Unit.NS: -3}
 AUTO_BOUNDS = ((10**11, Unit.S), (10**14, Unit.MS), (10**17, Unit.US), (10**20, Unit.NS))
 AUTO_RULE = (
     "auto reads a non-negative epoch number by its integer part: below 1e11 seconds, below 1e14 "
-    "milliseconds, below 1e17 microseconds, below 1e20 nanoseconds; longer is an error"
+    "milliseconds, below 1e17 microseconds, below 1e20 nanoseconds; longer is an error. "
+    "Exactly eight digits (no sign, no point) are a date, YYYYMMDD"
 )
 _MAX_DIGITS = 21  # no unit reaches year 9999 with more integer digits than this
 _TINY = Decimal("1e-30")
@@ -62,8 +70,17 @@ _ISO_COMMON = re.compile(
     r"(?::(?P<S>[0-9]{2})(?:[.,](?P<f>[0-9]+))?)?(?P<z>[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?",
     re.ASCII,
 )
-# ISO 8601 extended with a space before a numeric offset, or ` UTC` / ` GMT` for Z.
-_ISO_SPACED_ZONE = re.compile(r"(.*[0-9]) (?:([+-][0-9]{2}(?::?[0-9]{2})?)|(UTC|GMT))", re.ASCII)
+# ISO 8601 extended with a space before a numeric offset or an RFC 5322 zone name (PostgreSQL
+# %t writes `2017-07-31 13:36:43 EST`).
+_ISO_SPACED_ZONE = re.compile(
+    r"(.*[0-9]) (?:([+-][0-9]{2}(?::?[0-9]{2})?)|((?i:UTC?|GMT|[ECMP][SD]T)))", re.ASCII
+)
+_ISO_OTHER_ZONE = re.compile(r".*[0-9] ([A-Za-z]{2,5})", re.ASCII)  # any other name: an error
+# Under --unit auto, eight digits are an ISO 8601 basic calendar date, as GNU date reads them.
+_BASIC_DATE = re.compile(r"[0-9]{8}", re.ASCII)
+# Shapes that look like a form lumu does not read, and the --format that reads them.
+_YYMMDD = re.compile(r"[0-9]{6}( |T)[0-9]{2}(:?)[0-9]{2}\2[0-9]{2}", re.ASCII)
+_YEAR_MONTH_NAME = re.compile(r"[0-9]{4} [A-Za-z]{3} +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
 # RFC 9557 suffixes: `[Europe/Paris]`, `[!Europe/Paris]`, `[u-ca=gregory]`.
 _SUFFIXES = re.compile(r"((?:\[[^\[\]]*\])+)\Z")
 _SUFFIX_TAG = re.compile(r"([a-z_][a-z0-9_-]*)=([A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)", re.ASCII)
@@ -88,6 +105,8 @@ def parse_timestamp(
     if isinstance(value, bool):  # bool is an int subclass, but True is not an instant
         raise InvalidTimestamp(value, "a boolean is not a timestamp")
     if isinstance(value, int | float | Decimal):
+        if isinstance(value, int) and unit is Unit.AUTO and 10**7 <= value < 10**8:
+            return _basic_date(value, str(value), tz)
         return _from_epoch(value, _number_digits(value), unit)
     try:
         text = (value.decode() if isinstance(value, bytes) else value).strip()
@@ -100,6 +119,8 @@ def parse_timestamp(
         if match := compiled.regex.fullmatch(text):
             return _from_fields(value, match, f"--format {pattern!r}", year, tz)
     if digits := _EPOCH_TEXT.fullmatch(text):
+        if unit is Unit.AUTO and _BASIC_DATE.fullmatch(text):
+            return _basic_date(value, text, tz)
         return _from_epoch(value, digits, unit)
     if text[0] == "@":  # GNU date: seconds since the epoch, whatever --unit says
         if digits := _EPOCH_TEXT.fullmatch(text[1:]):
@@ -110,6 +131,8 @@ def parse_timestamp(
     if found := match_form(text):
         form, match = found
         return _from_fields(value, match, form.name, year, tz)
+    if reason := _lookalike(text):
+        raise InvalidTimestamp(value, reason)
     if _ISO_DATE.match(text):
         local, zone = _from_iso(value, text)
         return _to_utc(value, local, zone or tz)
@@ -193,6 +216,34 @@ def _from_epoch(value: object, digits: re.Match[str], unit: Unit) -> datetime:
         raise InvalidTimestamp(value, f"epoch {unit} value is outside years 1..9999") from None
 
 
+def _basic_date(value: object, text: str, tz: tzinfo | None) -> datetime:
+    """Eight digits under --unit auto: an ISO 8601 basic calendar date (YYYYMMDD), midnight."""
+    try:
+        local = datetime(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError as exc:
+        reason = f"eight digits are read as a date, YYYYMMDD, and {text} is not one ({exc})"
+        raise InvalidTimestamp(value, f"{reason}; pass --unit s for epoch seconds") from None
+    return _to_utc(value, local, tz)
+
+
+def _lookalike(text: str) -> str | None:
+    """What is wrong with a shape that looks like a form lumu does not read, and the --format
+    that reads it; None for any other text."""
+    if match := _YYMMDD.fullmatch(text):
+        colon = match[2]
+        pattern = f"%y%m%d{match[1]}%H{colon}%M{colon}%S"
+        return (
+            "a two-digit year first (YYMMDD, as HDFS and MySQL 5.5 write it) is not ISO 8601 "
+            f"and is ambiguous: if it is, pass --format '{pattern}'"
+        )
+    if _YEAR_MONTH_NAME.fullmatch(text):
+        return (
+            "a year first and then a month name (as OSSEC writes it) is not a form lumu knows: "
+            "pass --format '%Y %b %d %H:%M:%S'"
+        )
+    return None
+
+
 def _auto_unit(value: object, whole: str, negative: bool) -> Unit:
     """The unit AUTO_RULE gives an epoch whose integer part is `whole`."""
     if negative:
@@ -237,7 +288,9 @@ def _from_iso(value: object, text: str) -> tuple[datetime, tzinfo | None]:
     if suffixes:
         text = text[: suffixes.start()]
     if spaced := _ISO_SPACED_ZONE.fullmatch(text):
-        text = spaced[1] + (spaced[2] or "Z")
+        text = spaced[1] + (spaced[2] or _hhmm(timedelta(minutes=ZONE_NAMES[spaced[3].lower()])))
+    elif named := _ISO_OTHER_ZONE.fullmatch(text):
+        raise InvalidTimestamp(value, f"unknown time zone abbreviation {named[1]!r}")
     date_part = _ISO_DATE.match(text)
     assert date_part is not None
     rest = text[date_part.end() :]

@@ -309,15 +309,17 @@ _TEMPLATE_SPECS: list[tuple[str, str]] = [
     ("aaa, ED bbb YYYY hh:mm:ss GMT", "utc"),  # HTTP dates
     ("aaa, ED-bbb-YYYY hh:mm:ss GMT", "utc"),  # Netscape cookies
     ("aaa bbb ED hh:mm:ss YYYY", "naive"),  # ctime, date(1)
+    ("aaa bbb ED hh:mm:ss.fffxxx YYYY", "naive"),  # Apache httpd 2.4 error log
     ("aaa bbb ED hh:mm:ss UTC YYYY", "utc"),
     ("aaa bbb ED hh:mm:ss ~HHNN YYYY", "offset"),  # Go RubyDate
     ("aaa bbb DD YYYY hh:mm:ss GMT~HHNN", "offset"),  # JavaScript, without the zone's name
     ("DD-bbb-YYYY hh:mm:ss", "naive"),  # BIND
     ("DD-bbb-YYYY hh:mm:ss.fff", "naive"),
-    ("bbb DD YYYY hh:mm:ss", "naive"),  # Cisco ASA, CEF rt
-    ("bbb DD YYYY hh:mm:ss.fff", "naive"),
-    ("bbb DD YYYY hh:mm:ss UTC", "utc"),
-    ("bbb DD YYYY hh:mm:ss.fff UTC", "utc"),
+    ("bbb ED YYYY hh:mm:ss", "naive"),  # Cisco ASA, CEF rt
+    ("bbb ED YYYY hh:mm:ss.fff", "naive"),
+    ("bbb ED YYYY hh:mm:ss UTC", "utc"),
+    ("bbb ED YYYY hh:mm:ss.fff UTC", "utc"),
+    ("DD bbb YYYY hh:mm:ss.fff", "naive"),  # Redis
     ("YYYY/OO/DD hh:mm:ss", "naive"),  # PAN-OS
     ("YYYYOODDhhmmssZ", "utc"),  # LDAP GeneralizedTime
     ("YYYYOODDhhmmss.fffZ", "utc"),
@@ -326,6 +328,7 @@ _TEMPLATE_SPECS: list[tuple[str, str]] = [
     ("bbb ED hh:mm:ss", "naive"),  # RFC 3164 syslog, with --year
     ("bbb DD hh:mm:ss.fff", "naive"),  # CEF rt without a year
     ("LOODD hh:mm:ss.fffxxx", "naive"),  # klog, with --year
+    ("OO-DD hh:mm:ss.fff", "naive"),  # Android logcat, with --year
 ]
 for _date in ("YYYY-OO-DDThh:mm:ss", "YYYY-OO-DD hh:mm:ss"):  # ISO with a spaced zone; Go
     for _digits in ("", ".f", ".ff", ".fff", ".fffxxx", ".fffxxxxxx"):
@@ -458,8 +461,9 @@ _EPOCH_MAX_DIGITS = 18  # every 18-digit number fits an int64
 
 
 def _parse_epoch_digits(block: ParsedBlock, chars: Bytes, unit: Unit, *, render: bool) -> None:
-    """Lines of only digits (epoch numbers without sign or fraction), by the AUTO_RULE bounds."""
-    lengths = np.where(block.ok, 0, block.lengths)
+    """Lines of only digits (epoch numbers without sign or fraction), by the AUTO_RULE bounds.
+    Under AUTO, eight digits are a date (YYYYMMDD): those are left to the definition."""
+    lengths = np.where(block.ok | ((block.lengths == 8) & (unit is Unit.AUTO)), 0, block.lengths)
     present = np.flatnonzero(
         np.bincount(lengths, minlength=_EPOCH_MAX_DIGITS + 1)[1 : _EPOCH_MAX_DIGITS + 1]
     )

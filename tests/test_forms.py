@@ -83,6 +83,27 @@ DOCUMENTED = [
     ("2021-12-03 16:15:30 +01:00", "2021-12-03T15:15:30.000Z"),
     ("2021-12-03T16:15:30.235 -0800", "2021-12-04T00:15:30.235Z"),
     ("2021-12-03T16:15:30 GMT", "2021-12-03T16:15:30.000Z"),
+    # Apache httpd 2.4 error log (its documentation's example line), ctime with microseconds
+    ("Fri Sep 09 10:42:29.902022 2011", "2011-09-09T10:42:29.902Z"),
+    ("Mon Dec 26 16:15:55.103786 2016", "2016-12-26T16:15:55.103Z"),
+    # PostgreSQL log_line_prefix %t: an ISO date and time, a space, an RFC 5322 zone name
+    ("2017-07-31 13:36:43 EST", "2017-07-31T18:36:43.000Z"),
+    ("2017-07-31 13:36:43 PDT", "2017-07-31T20:36:43.000Z"),
+    ("2017-07-31 13:36:43 UT", "2017-07-31T13:36:43.000Z"),
+    # Cisco ASA and CEF rt with a one-digit day, unpadded or space-padded
+    ("Mar 7 2008 19:06:53", "2008-03-07T19:06:53.000Z"),
+    ("Jan  6 2009 15:22:26", "2009-01-06T15:22:26.000Z"),
+    # Redis server log ("1:M 27 Dec 2018 11:19:18.874 * Ready to accept connections")
+    ("27 Dec 2018 11:19:18.874", "2018-12-27T11:19:18.874Z"),
+    # java.util.logging.SimpleFormatter's default format (a 12-hour clock)
+    ("Dec 30, 2020 11:30:40 AM", "2020-12-30T11:30:40.000Z"),
+    ("Jul 30, 2020 3:00:21 PM", "2020-07-30T15:00:21.000Z"),
+    ("Jan 1, 2021 12:05:00 AM", "2021-01-01T00:05:00.000Z"),
+    ("Jan 1, 2021 12:05:00 PM", "2021-01-01T12:05:00.000Z"),
+    # a full English month name with a comma (java.text.DateFormat.LONG, 24-hour time)
+    ("October 11, 2019 13:15:40", "2019-10-11T13:15:40.000Z"),
+    # ISO 8601 basic calendar date, as GNU date reads it (a Symantec Web Security date field)
+    ("20070717", "2007-07-17T00:00:00.000Z"),
 ]
 
 
@@ -117,6 +138,24 @@ NEAR_MISSES = [
     ("28-Feb-2000 25:05:32.863", "hour 25 is not 0..23"),
     ("2019/05/07 14:60:52", "minute 60 is not 0..59"),
     ("Feb 30 2020 10:00:00", "day is out of range for month"),
+    ("Tue Dec 26 16:15:55.103786 2016", "2016-12-26 is a Mon, not Tue"),
+    ("Mon Dec 26 16:15:55.1037 2016", "not a recognized timestamp"),  # httpd writes 6 digits
+    ("2017-07-31 13:36:43 CET", "unknown time zone abbreviation 'CET'"),
+    ("Jan   6 2009 15:22:26", "not a recognized timestamp"),
+    ("Feb 30 2008 19:06:53", "day is out of range for month"),
+    ("27 Dec 2018 24:19:18.874", "hour 24 is not 0..23"),
+    ("Dec 30, 2020 13:30:40 PM", "hour 13 is not 1..12 (with AM/PM)"),
+    ("Dec 30, 2020 0:30:40 AM", "hour 0 is not 1..12 (with AM/PM)"),
+    ("February 30, 2019 13:15:40", "day is out of range for month"),
+    ("Octobre 11, 2019 13:15:40", "not a recognized timestamp"),
+    ("03-17 16:13:38.811", "the year is missing (Android logcat has none); pass --year YYYY"),
+    ("20070732", "eight digits are read as a date, YYYYMMDD, and 20070732 is not one"),
+    ("12345678", "pass --unit s for epoch seconds"),
+    ("081109 203615", "two-digit year first (YYMMDD, as HDFS and MySQL 5.5 write it)"),
+    ("081109 203615", "pass --format '%y%m%d %H%M%S'"),
+    ("161209 14:18:50", "pass --format '%y%m%d %H:%M:%S'"),
+    ("2015 Nov 13 13:40:01", "a year first and then a month name (as OSSEC writes it)"),
+    ("2015 Nov 13 13:40:01", "pass --format '%Y %b %d %H:%M:%S'"),
 ]
 
 
@@ -143,6 +182,7 @@ def test_generalized_time_without_a_zone_stays_an_epoch_number() -> None:
         ("Dec 03 16:15:30.235 UTC", "2003-12-03T16:15:30.235Z"),  # CEF rt without a year
         ("I1203 16:15:30.235123", "2003-12-03T16:15:30.235Z"),  # klog
         ("E0511 13:07:12.345678", "2003-05-11T13:07:12.345Z"),
+        ("03-17 16:13:38.811", "2003-03-17T16:13:38.811Z"),  # Android logcat threadtime
     ],
 )
 def test_year_supplies_the_year_of_yearless_forms(text: str, expected: str) -> None:
@@ -178,6 +218,15 @@ def test_year_never_overrides_a_written_year() -> None:
         ("%F %T%z", "2021-12-03 16:15:30Z", "2021-12-03T16:15:30.000Z"),
         ("%%%Y%%%m%%%d", "%2021%12%03", "2021-12-03T00:00:00.000Z"),
         ("%d  %b   %Y", "03 Dec\t2021", "2021-12-03T00:00:00.000Z"),  # any run of space
+        # HealthApp: milliseconds as a plain count after a colon, which %3N reads and %f cannot
+        ("%Y%m%d-%H:%M:%S:%3N", "20171223-22:15:29:606", "2017-12-23T22:15:29.606Z"),
+        ("%Y%m%d-%H:%M:%S:%3N", "20171223-22:15:35:11", "2017-12-23T22:15:35.011Z"),
+        ("%Y%m%d-%H:%M:%S:%3N", "20171223-22:15:35:1", "2017-12-23T22:15:35.001Z"),
+        ("%Y%m%d-%H:%M:%S.%f", "20171223-22:15:35.11", "2017-12-23T22:15:35.110Z"),  # a fraction
+        # the --format that each "a form lumu does not guess" error suggests reads its input
+        ("%y%m%d %H%M%S", "081109 203615", "2008-11-09T20:36:15.000Z"),
+        ("%y%m%d %H:%M:%S", "161209 14:18:50", "2016-12-09T14:18:50.000Z"),
+        ("%Y %b %d %H:%M:%S", "2015 Nov 13 13:40:01", "2015-11-13T13:40:01.000Z"),
     ],
 )
 def test_format_patterns_read_what_they_say(pattern: str, text: str, expected: str) -> None:
@@ -219,6 +268,8 @@ def test_formats_are_tried_in_order_before_the_built_in_forms() -> None:
     ("pattern", "words"),
     [
         ("%Q", "unknown directive %Q"),
+        ("%F %T.%f:%3N", "%f and %3N both give the part of a second"),
+        ("%F %T:%N", "unknown directive %N"),
         ("%Y-%m-%", "unknown directive a lone %"),
         ("%H:%M", "no date in it"),
         ("%Y %Y-%m-%d", "%Y says again"),
@@ -275,6 +326,49 @@ def test_the_cli_says_the_year_is_missing_without_year() -> None:
     ]
 
 
+# The examples of the issue "ts parse on real logs", each with its output or its error line.
+REAL_LOG_LINES = [
+    ("Mon Dec 26 16:15:55.103786 2016", "2016-12-26T16:15:55.103Z"),
+    ("2017-07-31 13:36:43 EST", "2017-07-31T18:36:43.000Z"),
+    ("Mar 7 2008 19:06:53", "2008-03-07T19:06:53.000Z"),
+    ("Jan  6 2009 15:22:26", "2009-01-06T15:22:26.000Z"),
+    ("27 Dec 2018 11:19:18.874", "2018-12-27T11:19:18.874Z"),
+    ("Dec 30, 2020 11:30:40 AM", "2020-12-30T11:30:40.000Z"),
+    ("Jul 30, 2020 3:00:21 PM", "2020-07-30T15:00:21.000Z"),
+    ("October 11, 2019 13:15:40", "2019-10-11T13:15:40.000Z"),
+    ("03-17 16:13:38.811", "2015-03-17T16:13:38.811Z"),  # with --year 2015
+    ("20070717", "2007-07-17T00:00:00.000Z"),
+    ("081109 203615", "pass --format '%y%m%d %H%M%S'"),
+    ("161209 14:18:50", "pass --format '%y%m%d %H:%M:%S'"),
+    ("2015 Nov 13 13:40:01", "pass --format '%Y %b %d %H:%M:%S'"),
+]
+
+
+def test_the_real_log_lines_as_arguments_and_on_stdin() -> None:
+    texts = [text for text, _ in REAL_LOG_LINES]
+    good = [out for _, out in REAL_LOG_LINES if out.endswith("Z")]
+    bad = [(n, text, why) for n, (text, why) in enumerate(REAL_LOG_LINES, 1) if "--format" in why]
+    stdin = ("\n".join(texts) + "\n").encode() * 30  # many lines: the array path's blocks
+    for args, piped, where in (
+        (texts, None, "argument"),
+        (["-"], stdin, "line"),
+    ):
+        done = lumu("ts", "parse", "--year", "2015", *args, stdin=piped)
+        assert done.returncode == 1
+        copies = 30 if piped else 1
+        assert lines(done.stdout) == good * copies
+        errors = lines(done.stderr)
+        assert len(errors) == len(bad) * copies
+        for (n, text, why), line in zip(bad, errors, strict=False):
+            assert line.startswith(f"lumu: {where} {n}: cannot parse {text!r}: ")
+            assert line.endswith(why)
+    without_year = lumu("ts", "parse", "03-17 16:13:38.811")
+    assert lines(without_year.stderr) == [
+        "lumu: argument 1: cannot parse '03-17 16:13:38.811': the year is missing (Android "
+        "logcat has none); pass --year YYYY"
+    ]
+
+
 def test_empty_piped_input_prints_nothing_and_exits_0() -> None:
     done = lumu("ts", "parse")  # stdin: empty, not a terminal
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
@@ -304,10 +398,17 @@ RENDER: dict[str, Callable[[datetime, int], str]] = {
     ),
     "RFC 3164 syslog": lambda t, o: f"{t:%b} {t.day:2d} {t:%H:%M:%S}",
     "klog": lambda t, o: f"I{t:%m%d %H:%M:%S.%f}",
+    "Redis log": lambda t, o: f"{t:%d %b %Y %H:%M:%S}.{t.microsecond // 1000:03d}",
+    "java.util.logging": lambda t, o: (
+        f"{t:%b} {t.day}, {t:%Y} {int(f'{t:%I}')}:{t:%M:%S} {'AM' if t.hour < 12 else 'PM'}"
+    ),
+    "English long date": lambda t, o: f"{t:%B} {t.day}, {t:%Y %H:%M:%S}",
+    "Android logcat": lambda t, o: f"{t:%m-%d %H:%M:%S}.{t.microsecond // 1000:03d}",
 }
-WITHOUT_OFFSET = {"BIND query log", "PAN-OS", "RFC 3164 syslog", "klog"}
+WITHOUT_OFFSET = {"BIND query log", "PAN-OS", "RFC 3164 syslog", "klog", "Redis log",
+                  "java.util.logging", "English long date", "Android logcat"}  # fmt: skip
 SUBSECOND = {"Go time.Time.String", "LDAP GeneralizedTime", "BIND query log", "klog",
-             "Cisco ASA and CEF rt"}  # fmt: skip
+             "Cisco ASA and CEF rt", "Redis log", "Android logcat"}  # fmt: skip
 
 
 def test_every_form_has_a_round_trip() -> None:
@@ -363,6 +464,11 @@ EXTRA: dict[str, Callable[[datetime, int], str]] = {  # ISO with a spaced zone, 
     "RFC 5322 padded": lambda t, o: f"{t:%a}, {t.day:2d} {t:%b %Y %H:%M:%S} {_hhmm(o)}",
     "JavaScript bare": lambda t, o: f"{t:%a %b %d %Y %H:%M:%S} GMT{_hhmm(o)}",
     "ASA UTC": lambda t, o: f"{(t - timedelta(minutes=o)):%b %d %Y %H:%M:%S} UTC",
+    "ASA one-digit day": lambda t, o: f"{t:%b} {t.day:2d} {t:%Y %H:%M:%S}",
+    "ASA unpadded day": lambda t, o: f"{t:%b} {t.day} {t:%Y %H:%M:%S}",
+    "httpd error log": lambda t, o: f"{t:%a %b %d %H:%M:%S.%f %Y}",
+    "PostgreSQL %t": lambda t, o: f"{(t - timedelta(minutes=o)):%Y-%m-%d %H:%M:%S} EST",
+    "eight digits": lambda t, o: f"{t:%Y%m%d}",
 }
 
 

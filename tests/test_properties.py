@@ -446,6 +446,8 @@ def test_epoch_seconds_auto_round_trip(instant: datetime, form: str) -> None:
         "dec": Decimal(micros).scaleb(-6),
     }
     value = forms[form]
+    if form in ("int", "str") and EIGHT_DIGITS[0] <= seconds < EIGHT_DIGITS[1]:
+        return  # eight digits without a point are a date (below); with one, seconds as here
     assert_parses_to(value, instant if form in ("frac", "dec") else truncate(instant, 0))
 
 
@@ -465,8 +467,46 @@ def test_epoch_millis_auto_round_trip(instant: datetime, form: str) -> None:
     assert_parses_to(value, instant if form == "frac" else truncate(instant, 3))
 
 
-# The AUTO rule, restated: first unit whose bound exceeds the integer part.
+# The AUTO rule, restated: first unit whose bound exceeds the integer part; but eight digits
+# (no sign, no point) are an ISO 8601 basic date, YYYYMMDD.
 AUTO_BANDS = ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3), (10**20, 1))  # bound, ns/unit
+EIGHT_DIGITS = (10**7, 10**8)
+
+
+def basic_date(n: int) -> datetime | None:
+    """The date eight digits name, written plainly (None: not a date)."""
+    text = str(n)
+    try:
+        return datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+@SETTINGS
+@given(
+    st.one_of(
+        st.integers(*EIGHT_DIGITS).filter(lambda n: n < EIGHT_DIGITS[1]),
+        st.dates(datetime(1000, 1, 1).date(), datetime(9999, 12, 31).date()).map(
+            lambda d: int(f"{d:%Y%m%d}")
+        ),
+    ),
+    st.sampled_from(["int", "str", "bytes"]),
+)
+@example(20070717, "str")  # a Symantec Web Security date field: 2007-07-17, never 1970
+@example(99999999, "int")
+def test_eight_digits_are_a_date_or_an_error_and_seconds_only_with_unit_s(
+    n: int, form: str
+) -> None:
+    forms: dict[str, Value] = {"int": n, "str": str(n), "bytes": str(n).encode()}
+    value = forms[form]
+    date = basic_date(n)
+    if date is None:
+        with pytest.raises(InvalidTimestamp, match="eight digits are read as a date, YYYYMMDD"):
+            parse_timestamp(value)
+    else:
+        assert_parses_to(value, date)
+    assert parse_timestamp(value, unit=Unit.S) == EPOCH + timedelta(seconds=n)
+    assert parse_timestamp(f"{n}.0") == EPOCH + timedelta(seconds=n)  # a point: seconds
 
 
 @SETTINGS
@@ -481,6 +521,8 @@ def test_epoch_auto_rule(n: int, as_text: bool) -> None:
     assert "1e11" in AUTO_RULE
     assert "1e14" in AUTO_RULE
     value: str | int = str(n) if as_text else n
+    if EIGHT_DIGITS[0] <= n < EIGHT_DIGITS[1]:
+        return  # a date, or an error: the property above
     scale = next((ns for bound, ns in AUTO_BANDS if n < bound), None)
     if scale is None:
         assert_invalid(value)

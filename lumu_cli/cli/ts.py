@@ -95,8 +95,8 @@ def ts_parse(
             min=1,
             max=9999,
             metavar="YYYY",
-            help="The year of forms written without one (RFC 3164 syslog, klog); never taken "
-            "from today's date.",
+            help="The year of forms written without one (RFC 3164 syslog, klog, Android "
+            "logcat); never taken from today's date.",
             show_default=False,
         ),
     ] = None,
@@ -105,8 +105,8 @@ def ts_parse(
         typer.Option(
             "--format",
             metavar="STRPTIME",
-            help="A strptime pattern (%Y %m %d %H %M %S %f %z %Z %s %b %a %j %p ...), tried "
-            "before the built-in forms; repeat it to try several in order.",
+            help="A strptime pattern (%Y %m %d %H %M %S %f %3N %z %Z %s %b %a %j %p ...), "
+            "tried before the built-in forms; repeat it to try several in order.",
             show_default=False,
         ),
     ] = None,
@@ -117,8 +117,9 @@ def ts_parse(
     """Normalize timestamps to ISO 8601 UTC with milliseconds: 2021-12-03T16:15:30.235Z.
 
     Accepts ISO 8601 / RFC 3339 (with RFC 9557 zone suffixes), RFC 5322 and HTTP dates,
-    ctime and date(1), Common Log Format, Go, JavaScript, BIND, Cisco ASA and CEF, PAN-OS,
-    LDAP GeneralizedTime, @EPOCH and epoch numbers; RFC 3164 syslog and klog with --year.
+    ctime and date(1), Apache httpd, Common Log Format, Go, JavaScript, BIND, Cisco ASA and
+    CEF, PAN-OS, Redis, java.util.logging, LDAP GeneralizedTime, @EPOCH and epoch numbers;
+    RFC 3164 syslog, klog and Android logcat with --year.
     Finer digits are truncated, never rounded. Empty piped input prints nothing (exit 0).
 
     Each bad input is reported on stderr as `line N` or `argument N` with the reason; the others
