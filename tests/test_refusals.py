@@ -106,6 +106,21 @@ def test_no_producer_id_for_want_of_write_is_a_refusal_not_an_internal_error(
     assert str(refused.value) == WRITE
 
 
+def test_a_fatal_error_met_by_produce_itself_stops_the_sender(
+    producer: list[FakeProducer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sender = Sender({"bootstrap.servers": "fake:9092"}, TOPIC)
+    fatal = KafkaException(KafkaError(KafkaError._FATAL, "fatal error raised", fatal=True))
+
+    def produce(topic: str, value: bytes, key: bytes) -> None:
+        raise fatal
+
+    monkeypatch.setattr(producer[0], "produce", produce)
+    with pytest.raises(BrokerError, match="the producer stopped: fatal error raised"):
+        sender.send([(b"k", b"v")])
+    assert sender.stopped is not None
+
+
 def test_another_fatal_producer_error_is_one_broker_error(producer: list[FakeProducer]) -> None:
     sender = Sender({"bootstrap.servers": "fake:9092"}, TOPIC)
     producer[0].fatal = KafkaException(

@@ -77,12 +77,15 @@ class Sender:
             cause = exc if isinstance(exc, KafkaException) else exc.__cause__
             if not isinstance(cause, KafkaException):
                 raise
-            error = cause.args[0]
-            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:  # no producer id: WRITE
-                self.stopped = Acl("WRITE", TOPIC, self.topic).refused()  # on a topic gives one
-            else:
-                self.stopped = BrokerError(f"the producer stopped: {_describe(cause)}")
-            raise self.stopped from None
+            raise self._stop(cause) from None
+
+    def _stop(self, exc: KafkaException) -> BrokerError:
+        """What stops this producer for good: a fatal error, told as a BrokerError."""
+        if exc.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:  # no producer id:
+            self.stopped = Acl("WRITE", TOPIC, self.topic).refused()  # WRITE on a topic gives one
+        else:
+            self.stopped = BrokerError(f"the producer stopped: {_describe(exc)}")
+        return self.stopped
 
     def _check(self) -> None:
         if self.stopped is not None:
@@ -92,11 +95,14 @@ class Sender:
         """Queue records (key, value); waits for room when librdkafka's queue is full."""
         self._check()
         produce, topic = self._producer.produce, self.topic
-        for key, value in records:
-            try:
-                produce(topic, value, key)
-            except BufferError:
-                self._send_when_room(key, value)
+        try:
+            for key, value in records:
+                try:
+                    produce(topic, value, key)
+                except BufferError:
+                    self._send_when_room(key, value)
+        except KafkaException as exc:  # fatal: a producer in that state takes nothing more
+            raise self._stop(exc) from None
         self.sent += len(records)
         self._serve(self._producer.poll, 0)
         self._check()
