@@ -1,0 +1,182 @@
+"""Tumbling windows of event time, aligned to UTC, and which of them are kept.
+
+A window of SIZE holds the valid records whose event time (their `timestamp`, read by the
+`lumu ts parse` rules, as epoch milliseconds) is in [start, start + SIZE), where start is a
+multiple of SIZE since the epoch. SIZE divides a day evenly, so a 1h window starts at a whole
+hour and a 1d window at 00:00Z.
+
+Kept, relative to the wall clock: with `current` the window that holds now, the windows that
+start from current - (KEEP-1) * SIZE up to current + SIZE (one ahead, for fast device clocks).
+A record before them is `late`, after them `future`; neither makes a window, so a device whose
+clock is years off never evicts a real one.
+
+Each window holds an exact set of addresses (uniques.UniqueIPs) and its count of records; the
+union of the last N windows of a size is exact too. Pure: nothing here knows Kafka.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from lumu_cli.errors import UsageError
+from lumu_cli.uniques import UniqueIPs
+
+__all__ = ["DEFAULT_KEEP", "Window", "WindowCounts", "WindowSets", "parse_windows"]
+
+DAY_MS = 86_400_000
+DEFAULT_KEEP = 48
+MAX_KEEP = 100_000  # a bound on memory and state-topic records, far beyond any use
+_UNITS = {"d": DAY_MS, "h": 3_600_000, "m": 60_000, "s": 1000}  # largest first: canonical names
+_SPEC = re.compile(r"([0-9]+)([smhd])(?::([0-9]+))?", re.ASCII)
+_EXAMPLE = "e.g. 1h, 15m, 1d:31 (SIZE[:KEEP], SIZE a divisor of a day)"
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """A window size and how many windows of it are kept."""
+
+    size_ms: int
+    keep: int = DEFAULT_KEEP
+
+    @property
+    def name(self) -> str:
+        """The size in its largest whole unit: 1h, not 60m."""
+        for unit, ms in _UNITS.items():
+            if self.size_ms % ms == 0:
+                return f"{self.size_ms // ms}{unit}"
+        raise AssertionError(self.size_ms)  # sizes are whole seconds
+
+    def start(self, millis: int) -> int:
+        """The start of the window that holds `millis` (floored, also before 1970)."""
+        return millis - millis % self.size_ms
+
+    def kept(self, now_ms: int) -> tuple[int, int]:
+        """The first and the last start kept at wall-clock time `now_ms` (both included)."""
+        current = self.start(now_ms)
+        return current - (self.keep - 1) * self.size_ms, current + self.size_ms
+
+
+def parse_windows(texts: Iterable[str]) -> tuple[Window, ...]:
+    """--window values (each may hold several, comma-separated, as LUMU_WINDOWS does), smallest
+    first. UsageError naming the value and what is wrong with it."""
+    windows: dict[int, Window] = {}
+    for text in texts:
+        for spec in text.split(","):
+            window = _parse(spec.strip(), text)
+            if window.size_ms in windows:
+                raise UsageError(f"--window {text!r}: {window.name} is given twice")
+            windows[window.size_ms] = window
+    return tuple(sorted(windows.values()))
+
+
+def _parse(spec: str, text: str) -> Window:
+    match = _SPEC.fullmatch(spec)
+    if match is None:
+        raise UsageError(f"--window {text!r}: expected SIZE[:KEEP], {_EXAMPLE}")
+    count, unit, keep = int(match[1]), match[2], match[3]
+    size = count * _UNITS[unit]
+    if count == 0 or DAY_MS % size:
+        raise UsageError(
+            f"--window {text!r}: {count}{unit} does not divide a day evenly ({_EXAMPLE})"
+        )
+    kept = DEFAULT_KEEP if keep is None else int(keep)
+    if not 1 <= kept <= MAX_KEEP:
+        raise UsageError(f"--window {text!r}: KEEP must be 1 to {MAX_KEEP:,}, not {keep}")
+    return Window(size, kept)
+
+
+@dataclass
+class WindowCounts:
+    """One window's exact set and its count of valid records."""
+
+    ips: UniqueIPs = field(default_factory=UniqueIPs)
+    messages: int = 0
+
+
+@dataclass
+class WindowSets:
+    """The kept windows of one size (of one partition, or a union): start -> counts."""
+
+    window: Window
+    counts: dict[int, WindowCounts] = field(default_factory=dict)
+    late: int = 0
+    future: int = 0
+
+    def add(
+        self,
+        now_ms: int,
+        v4_millis: npt.NDArray[np.int64],
+        v4: npt.NDArray[np.uint32],
+        v6_millis: Sequence[int] = (),
+        v6: Sequence[bytes] = (),
+    ) -> set[int]:
+        """Count valid records, IPv4 ones by address and event time, then IPv6 ones; the starts
+        of the windows that changed."""
+        first, last = self.window.kept(now_ms)
+        changed: set[int] = set()
+        starts = v4_millis - v4_millis % self.window.size_ms
+        inside = (starts >= first) & (starts <= last)
+        self.late += int(np.count_nonzero(starts < first))
+        self.future += int(np.count_nonzero(starts > last))
+        if inside.any():
+            kept_starts, kept_v4 = starts[inside], v4[inside]
+            order = np.argsort(kept_starts, kind="stable")
+            kept_starts, kept_v4 = kept_starts[order], kept_v4[order]
+            bounds = np.flatnonzero(np.diff(kept_starts)) + 1
+            for run_starts, run_v4 in zip(
+                np.split(kept_starts, bounds), np.split(kept_v4, bounds), strict=True
+            ):
+                start = int(run_starts[0])
+                counts = self.counts.setdefault(start, WindowCounts())
+                counts.ips.add_v4(np.sort(run_v4))
+                counts.messages += len(run_v4)
+                changed.add(start)
+        for millis, packed in zip(v6_millis, v6, strict=True):
+            start = self.window.start(millis)
+            if start < first:
+                self.late += 1
+            elif start > last:
+                self.future += 1
+            else:
+                counts = self.counts.setdefault(start, WindowCounts())
+                counts.ips.add_v6([packed])
+                counts.messages += 1
+                changed.add(start)
+        return changed
+
+    def expire(self, now_ms: int) -> list[int]:
+        """Drop the windows that have fallen out of the kept range; their starts."""
+        first, last = self.window.kept(now_ms)
+        gone = sorted(start for start in self.counts if not first <= start <= last)
+        for start in gone:
+            del self.counts[start]
+        return gone
+
+    @classmethod
+    def union(cls, parts: Sequence[WindowSets], window: Window) -> WindowSets:
+        """The exact union, window by window, of the sets of several partitions."""
+        union = cls(window)
+        for start in sorted({start for part in parts for start in part.counts}):
+            here = [part.counts[start] for part in parts if start in part.counts]
+            union.counts[start] = WindowCounts(
+                UniqueIPs.union([counts.ips for counts in here]),
+                sum(counts.messages for counts in here),
+            )
+        union.late = sum(part.late for part in parts)
+        union.future = sum(part.future for part in parts)
+        return union
+
+    def last(self, count: int, now_ms: int) -> tuple[int, int, int, int]:
+        """The last `count` windows up to the current one: (start, end, unique IPs of their
+        exact union, messages)."""
+        current = self.window.start(now_ms)
+        start = current - (count - 1) * self.window.size_ms
+        end = current + self.window.size_ms
+        here = [counts for at, counts in self.counts.items() if start <= at < end]
+        ips = UniqueIPs.union([counts.ips for counts in here])
+        return start, end, len(ips), sum(counts.messages for counts in here)
