@@ -232,6 +232,22 @@ class ParsedBlock:
         """The normalized timestamp of `row`, or None if it failed."""
         return self.rendered[row, : OUT_WIDTH - 1].tobytes().decode() if self.ok[row] else None
 
+    def millis(self) -> Ints:
+        """The epoch milliseconds of each row, read back from its rendered text (parse with
+        `render`); a bad row's value means nothing (see `ok`)."""
+        digit = self.rendered.astype(np.int64) - ord("0")
+
+        def number(col: int, width: int) -> Ints:
+            value = np.zeros(len(digit), np.int64)
+            for k in range(col, col + width):
+                value = value * 10 + digit[:, k]
+            return value
+
+        month = np.clip(number(5, 2), 1, 12)
+        days = _days_from_civil(number(0, 4), month, number(8, 2))
+        seconds = days * 86400 + number(11, 2) * 3600 + number(14, 2) * 60 + number(17, 2)
+        return np.where(self.ok, seconds * 1000 + number(20, 3), 0)
+
 
 def parse_block(
     data: bytes,

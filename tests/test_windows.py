@@ -170,3 +170,31 @@ def test_windows_and_their_unions_equal_a_plain_grouping(
     chosen = [(ips, count) for at, (ips, count) in groups.items() if start <= at < end]
     assert unique == len(set().union(*(ips for ips, _ in chosen)))
     assert messages == sum(count for _, count in chosen)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31))
+        | st.integers(0, 10**14).map(str)
+        | st.sampled_from(["nonsense", "2021-02-30T00:00:00Z", "Dec  3 16:15:30"]),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_a_block_gives_the_epoch_milliseconds_of_each_good_line(values: list[object]) -> None:
+    """What windows count by: the event time of a record, as `lumu ts parse` reads it."""
+    from lumu_cli.errors import InvalidTimestamp
+    from lumu_cli.timestamps import EPOCH, parse_timestamp
+    from lumu_cli.tsstream import parse_block
+
+    texts = [v.isoformat() if isinstance(v, datetime) else str(v) for v in values]
+    block = parse_block(("\n".join(texts) + "\n").encode())
+    millis = block.millis()
+    for row, text in enumerate(texts):
+        try:
+            instant = parse_timestamp(text)
+        except InvalidTimestamp:
+            assert not block.ok[row]
+            continue
+        assert millis[row] == (instant - EPOCH) // timedelta(milliseconds=1)
