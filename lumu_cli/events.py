@@ -11,6 +11,7 @@ import socket
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from itertools import compress
 from operator import attrgetter
@@ -21,7 +22,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lumu_cli.errors import InvalidTimestamp, shorten
-from lumu_cli.timestamps import parse_timestamp
+from lumu_cli.timestamps import EPOCH, parse_timestamp
 from lumu_cli.tsstream import parse_block
 
 __all__ = ["Checked", "Reason", "canonical_ip", "check_events", "dotted_quads", "explain"]
@@ -46,6 +47,7 @@ _MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:0:0/96, IPv4-mapped IPv6
 _CACHE_LIMIT = 1 << 18
 _CACHED_LENGTH = 64  # every spelling of an address is shorter; longer strings are not cached
 _BIG = 10**4000  # str() refuses integers of more than 4300 digits
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def canonical_ip(text: str) -> IP | None:
@@ -71,22 +73,36 @@ class Checked:
     """The outcome for a sequence of records: valid addresses, invalid counts, first examples.
 
     `v4` holds the IPv4 address of each valid record, sorted (a bitmap takes them sooner so,
-    and the sort is done where the records are checked, perhaps in a worker process).
+    and the sort is done where the records are checked, perhaps in a worker process). Checked
+    with `times`, `v4_millis` and `v6_millis` hold each one's event time in epoch milliseconds,
+    in the same order as the addresses; else they are empty.
     """
 
     v4: npt.NDArray[np.uint32] = field(default_factory=lambda: np.empty(0, np.uint32))
     v6: list[bytes] = field(default_factory=list)
+    v4_millis: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    v6_millis: list[int] = field(default_factory=list)
     invalid: Counter[Reason] = field(default_factory=Counter)
     examples: dict[Reason, int] = field(default_factory=dict)  # reason -> index of first record
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Checked):
             return NotImplemented
-        return np.array_equal(self.v4, other.v4) and (self.v6, self.invalid, self.examples) == (
-            other.v6,
-            other.invalid,
-            other.examples,
+        return (
+            np.array_equal(self.v4, other.v4)
+            and np.array_equal(self.v4_millis, other.v4_millis)
+            and (self.v6, self.v6_millis, self.invalid, self.examples)
+            == (other.v6, other.v6_millis, other.invalid, other.examples)
         )
+
+    def _add_v4(self, v4: npt.NDArray[np.uint32], millis: npt.NDArray[np.int64] | None) -> None:
+        """Take more IPv4 addresses (and their times, when kept), all sorted by address."""
+        v4 = np.concatenate((v4.astype(np.uint32), self.v4))
+        if millis is None:
+            self.v4 = np.sort(v4)
+            return
+        order = np.argsort(v4, kind="stable")
+        self.v4, self.v4_millis = v4[order], np.concatenate((millis, self.v4_millis))[order]
 
     def _invalid(self, reason: Reason, index: int, count: int = 1) -> None:
         self.invalid[reason] += count
@@ -122,8 +138,9 @@ _ip_codes: dict[str, int] = {"": _BAD}
 _v6_codes: list[bytes] = []
 
 
-def check_events(values: Sequence[bytes | None]) -> Checked:
-    """Check each record value, as the rules say, a batch at a time.
+def check_events(values: Sequence[bytes | None], *, times: bool = False) -> Checked:
+    """Check each record value, as the rules say, a batch at a time; with `times`, keep each
+    valid record's event time too.
 
     Records that decode as `_Plain` are checked together: their addresses through the code cache,
     their timestamps as one block of lines (tsstream). Every other record is checked on its own.
@@ -133,26 +150,31 @@ def check_events(values: Sequence[bytes | None]) -> Checked:
         _ip_codes[""] = _BAD
         _v6_codes.clear()
     if len(values) < BATCH_MIN:
-        return _check_each(values, range(len(values)))
+        return _check_each(values, range(len(values)), times)
     events, odd = _decode_batch(values)
     # (msgspec reads no integer that str() refuses: 4300 characters at most, or Python's limit)
     lines = "\n".join(map(str, map(_TIMESTAMP, events)))
     if lines.count("\n") != len(values) - 1 or "\r" in lines:  # a line break in a timestamp
-        return _check_each(values, range(len(values)))
+        return _check_each(values, range(len(values)), times)
     codes = _codes(list(map(_DEVICE_IP, events)))
-    stamped = parse_block((lines + "\n").encode("utf-8", "surrogatepass"), render=False).ok
+    block = parse_block((lines + "\n").encode("utf-8", "surrogatepass"), render=times)
+    stamped = block.ok
     plain = np.ones(len(values), np.bool_)
     plain[odd] = False
-    out = _check_each(values, odd) if odd else Checked()
+    out = _check_each(values, odd, times) if odd else Checked()
     bad_ip = plain & (codes == _BAD)
     bad_stamp = plain & ~bad_ip & ~stamped
     for reason, rows in ((Reason.BAD_DEVICE_IP, bad_ip), (Reason.BAD_TIMESTAMP, bad_stamp)):
         if (count := int(np.count_nonzero(rows))) != 0:
             out._invalid(reason, int(np.argmax(rows)), count)
-    good = codes[plain & ~bad_ip & stamped]
-    out.v4 = np.sort(np.concatenate((good[good >= 0].astype(np.uint32), out.v4)))
+    counted = plain & ~bad_ip & stamped
+    good = codes[counted]
+    millis = block.millis()[counted] if times else None
+    out._add_v4(good[good >= 0], None if millis is None else millis[good >= 0])
     if len(v6 := good[good < _BAD]):
         out.v6 += map(_v6_codes.__getitem__, (-2 - v6).tolist())
+        if millis is not None:
+            out.v6_millis += millis[good < _BAD].tolist()
     return out
 
 
@@ -258,10 +280,14 @@ def _code(text: str) -> int:
     return code
 
 
-def _check_each(values: Sequence[bytes | None], rows: Iterable[int]) -> Checked:
+def _check_each(
+    values: Sequence[bytes | None], rows: Iterable[int], times: bool = False
+) -> Checked:
     """Check the records at `rows` one by one, by the rules in order (timestamps in a block)."""
     out = Checked()
     v4: list[int] = []
+    v4_millis: list[int] = []
+    odd_times: list[tuple[IP, int]] = []  # (address, time) of timestamps read one by one
     lines: list[str] = []  # timestamps to parse as one block, with their records' addresses
     ips: list[IP] = []
     stamped: list[int] = []
@@ -297,20 +323,30 @@ def _check_each(values: Sequence[bytes | None], rows: Iterable[int]) -> Checked:
             lines.append(stamp if type(stamp) is str else str(stamp))
             ips.append(ip)
             stamped.append(index)
-        elif _parses(stamp):
-            (v4 if type(ip) is int else out.v6).append(ip)  # type: ignore[arg-type]
+        elif (millis := _millis(stamp)) is not None:
+            odd_times.append((ip, millis))
         else:
             out._invalid(Reason.BAD_TIMESTAMP, index)
+    stamps: list[int] = []
     if lines:
-        ok = parse_block(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")).ok
+        block = parse_block(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
+        ok = block.ok
+        stamps = block.millis().tolist() if times else [0] * len(ips)
         if not ok.all():
             flags = ok.tolist()
             for index in compress(stamped, [not good for good in flags]):
                 out._invalid(Reason.BAD_TIMESTAMP, index)
-            ips = list(compress(ips, flags))
-        v4 += [ip for ip in ips if type(ip) is int]
-        out.v6 += [ip for ip in ips if type(ip) is bytes]
-    out.v4 = np.sort(np.array(v4, np.uint32))
+            ips, stamps = list(compress(ips, flags)), list(compress(stamps, flags))
+    for ip, millis in [*zip(ips, stamps, strict=True), *odd_times]:
+        if type(ip) is int:
+            v4.append(ip)
+            v4_millis.append(millis)
+        else:
+            out.v6.append(ip)  # type: ignore[arg-type]
+            out.v6_millis.append(millis)
+    out._add_v4(np.array(v4, np.uint32), np.array(v4_millis, np.int64) if times else None)
+    if not times:
+        out.v6_millis = []
     return out
 
 
@@ -361,12 +397,13 @@ def _not_an_object(value: bytes) -> Reason:
     return Reason.NOT_OBJECT
 
 
-def _parses(stamp: object) -> bool:
-    """The definition, for the rare timestamps the block path does not take (floats, odd types)."""
+def _millis(stamp: object) -> int | None:
+    """The definition, for the rare timestamps the block path does not take (floats, odd types):
+    the epoch milliseconds, or None if it is not a timestamp."""
     if not isinstance(stamp, str | int | float) or isinstance(stamp, bool):
-        return False
+        return None
     try:
-        parse_timestamp(stamp)
+        instant = parse_timestamp(stamp)
     except InvalidTimestamp:
-        return False
-    return True
+        return None
+    return (instant - EPOCH) // _MILLISECOND

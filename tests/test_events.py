@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -590,3 +591,30 @@ def agrees_with_the_rules(values: Sequence[bytes | None]) -> None:
 )
 def test_explain_names_the_reason_and_the_offending_value(value: bytes | None, line: str) -> None:
     assert events.explain(value) == line
+
+
+def reference_times(values: list[bytes | None]) -> Counter[tuple[IP, int]]:
+    """(address, event time in epoch ms) of each valid record, by the rules written plainly."""
+    from datetime import timedelta
+
+    from lumu_cli.timestamps import EPOCH
+
+    found: Counter[tuple[IP, int]] = Counter()
+    for value in values:
+        if isinstance(ip := reference(value), Reason):
+            continue
+        stamp = json.loads(value or b"")["timestamp"]  # valid: a JSON object with a timestamp
+        found[ip, (parse_timestamp(stamp) - EPOCH) // timedelta(milliseconds=1)] += 1
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(OBJECTS, NOTED, ANY_VALUE), max_size=3 * BATCH_MIN))
+def test_with_times_each_valid_record_keeps_its_event_time(values: list[bytes | None]) -> None:
+    timed, plain = check_events(values, times=True), check_events(values)
+    assert np.array_equal(timed.v4, plain.v4)  # the same count, the times beside it
+    assert (timed.v6, timed.invalid, timed.examples) == (plain.v6, plain.invalid, plain.examples)
+    assert (len(plain.v4_millis), plain.v6_millis) == (0, [])
+    pairs = Counter(zip(timed.v4.tolist(), timed.v4_millis.tolist(), strict=True))
+    pairs += Counter(zip(timed.v6, timed.v6_millis, strict=True))
+    assert pairs == reference_times(values)
