@@ -32,7 +32,7 @@ ALLOWED = {
     "click": set(),
     "rich": {*CLI, "live.py"},
     "confluent_kafka": KAFKA_IO,
-    "numpy": {"events.py", "snapshots.py", "tsstream.py", "uniques.py"},
+    "numpy": {"events.py", "snapshots.py", "tsstream.py", "uniques.py", "windows.py"},
     "pyroaring": {"uniques.py"},
     "msgspec": {"events.py"},
     "javaproperties": {"kafka_io/clients.py"},
