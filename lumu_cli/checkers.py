@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import BrokenExecutor, Executor, Future
+from functools import partial
 from typing import Protocol
 
 from lumu_cli.events import Checked, check_events
@@ -28,17 +29,22 @@ def default_workers() -> int:
 
 
 class Checker(Protocol):
+    times: bool
+
     def submit(self, values: Sequence[bytes | None]) -> Future[Checked]: ...
     def result(self, future: Future[Checked], values: Sequence[bytes | None]) -> Checked: ...
     def close(self) -> None: ...
 
 
 class Inline:
-    """Checks in the caller's thread; the future is done when returned."""
+    """Checks in the caller's thread; the future is done when returned. With `times`, each valid
+    record's event time is kept too (windows need it)."""
+
+    times = False
 
     def submit(self, values: Sequence[bytes | None]) -> Future[Checked]:
         future: Future[Checked] = Future()
-        future.set_result(check_events(values))
+        future.set_result(check_events(values, times=self.times))
         return future
 
     def result(self, future: Future[Checked], values: Sequence[bytes | None]) -> Checked:
@@ -85,7 +91,7 @@ class Pooled(Inline):
                 self.workers, mp_context=spawn, initializer=_worker_start, initargs=(os.getpid(),)
             )
         try:
-            return self._pool.submit(check_events, values)
+            return self._pool.submit(partial(check_events, times=self.times), values)
         except BrokenExecutor:  # a worker died: go on without the pool
             self._broken = True
             return super().submit(values)
@@ -95,7 +101,7 @@ class Pooled(Inline):
             return future.result()
         except BrokenExecutor:  # its worker died: check here, and from now on
             self._broken = True
-            return check_events(values)
+            return check_events(values, times=self.times)
 
     def close(self) -> None:
         if self._pool is not None:

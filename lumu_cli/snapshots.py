@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from lumu_cli.events import Checked, check_events
@@ -31,6 +31,7 @@ from lumu_cli.uniques import (
     v4_piece,
     v6_piece,
 )
+from lumu_cli.windows import Window, WindowSets, wall_clock_ms
 
 __all__ = ["FORMAT", "Meta", "PartitionTally", "StateRecord", "Tally", "decode"]
 
@@ -53,6 +54,7 @@ class PartitionTally:
     pieces: Pieces | None = None  # while counted here: which pieces changed since the snapshot
     sending: tuple[int, int] | None = None  # next_offset, unique IPs of the snapshot being stored
     v6_bounds: set[bytes] = field(default_factory=set)  # while followed: its IPv6 pieces' names
+    windows: dict[str, WindowSets] = field(default_factory=dict)  # by size: its kept windows
 
     def meta(self, written_at: str) -> bytes:
         body = {
@@ -138,16 +140,22 @@ def _meta(body: bytes) -> Meta:
 
 
 class Tally:
-    """The exact count over every partition: unique IPs, messages, invalid by reason.
+    """The exact count over every partition: unique IPs, messages, invalid by reason, and with
+    `windows`, the same per window of event time (windows.py).
 
     Partitions counted here (`local`) grow record by record; the others follow their owners'
-    snapshots. The union of every partition's set is kept, since a union costs a merge.
+    snapshots. The union of every partition's set is kept, since a union costs a merge. `clock`
+    gives the wall-clock time in epoch milliseconds, which decides the windows kept.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, windows: Sequence[Window] = (), clock: Callable[[], int] = wall_clock_ms
+    ) -> None:
         self.partitions: dict[int, PartitionTally] = {}
         self.local: set[int] = set()
         self.ips = UniqueIPs()
+        self.windows = tuple(windows)
+        self.clock = clock
 
     @property
     def messages(self) -> int:
@@ -162,7 +170,7 @@ class Tally:
     ) -> tuple[Checked, int]:
         """Count the records not counted yet; their check and the index of the first one."""
         skip = bisect.bisect_left(offsets, self.next_offset(partition))
-        checked = check_events(values[skip:])
+        checked = check_events(values[skip:], times=bool(self.windows))
         self.apply(partition, offsets[skip:], checked)
         return checked, skip
 
@@ -188,6 +196,20 @@ class Tally:
         part.invalid.update(checked.invalid)
         if offsets:
             part.next_offset = offsets[-1] + 1
+        if self.windows:
+            now = self.clock()
+            for window in self.windows:
+                sets = part.windows.setdefault(window.name, WindowSets(window))
+                sets.add(now, checked.v4_millis, checked.v4, checked.v6_millis, checked.v6)
+
+    def window_sets(self, window: Window) -> WindowSets:
+        """The exact union of every partition's windows of that size, as of now."""
+        now = self.clock()
+        parts = [part.windows[window.name] for part in self.partitions.values()
+                 if window.name in part.windows]  # fmt: skip
+        for sets in parts:
+            sets.expire(now)
+        return WindowSets.union(parts, window)
 
     # ------------------------------------------------------------ snapshots
 

@@ -17,6 +17,7 @@ union of the last N windows of a size is exact too. Pure: nothing here knows Kaf
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,7 +27,14 @@ import numpy.typing as npt
 from lumu_cli.errors import UsageError
 from lumu_cli.uniques import UniqueIPs
 
-__all__ = ["DEFAULT_KEEP", "Window", "WindowCounts", "WindowSets", "parse_windows"]
+__all__ = [
+    "DEFAULT_KEEP",
+    "Window",
+    "WindowCounts",
+    "WindowSets",
+    "parse_windows",
+    "wall_clock_ms",
+]
 
 DAY_MS = 86_400_000
 DEFAULT_KEEP = 48
@@ -34,6 +42,11 @@ MAX_KEEP = 100_000  # a bound on memory and state-topic records, far beyond any 
 _UNITS = {"d": DAY_MS, "h": 3_600_000, "m": 60_000, "s": 1000}  # largest first: canonical names
 _SPEC = re.compile(r"([0-9]+)([smhd])(?::([0-9]+))?", re.ASCII)
 _EXAMPLE = "e.g. 1h, 15m, 1d:31 (SIZE[:KEEP], SIZE a divisor of a day)"
+
+
+def wall_clock_ms() -> int:
+    """Now, in epoch milliseconds: the wall clock decides which windows are kept."""
+    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, order=True)

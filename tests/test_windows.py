@@ -198,3 +198,36 @@ def test_a_block_gives_the_epoch_milliseconds_of_each_good_line(values: list[obj
             assert not block.ok[row]
             continue
         assert millis[row] == (instant - EPOCH) // timedelta(milliseconds=1)
+
+
+def test_a_tally_counts_each_partition_by_window_and_unions_them() -> None:
+    from lumu_cli.snapshots import Tally
+
+    now = ms("2026-12-05T10:30:00")
+    hour, day = Window(HOUR, keep=24), Window(DAY_MS, keep=2)
+    tally = Tally([hour, day], clock=lambda: now)
+
+    def event(ip: str, stamp: str) -> bytes:
+        return f'{{"device_ip": "{ip}", "timestamp": "{stamp}"}}'.encode()
+
+    tally.count(0, [0, 1, 2], [
+        event("10.0.0.1", "2026-12-05T10:10:00Z"),
+        event("10.0.0.2", "2026-12-05T09:59:59.999Z"),
+        event("10.0.0.1", "2026-12-01T00:00:00Z"),  # late for both
+    ])  # fmt: skip
+    tally.count(1, [0, 1, 2], [
+        event("10.0.0.1", "2026-12-05T10:20:00Z"),
+        event("2001:db8::1", "2026-12-05T10:21:00Z"),
+        event("10.0.0.3", "2027-01-01T00:00:00Z"),  # future for both
+    ])  # fmt: skip
+    hourly = tally.window_sets(hour)
+    assert {start: (len(c.ips), c.messages) for start, c in hourly.counts.items()} == {
+        ms("2026-12-05T09:00:00"): (1, 1),
+        ms("2026-12-05T10:00:00"): (2, 3),  # 10.0.0.1 twice, in two partitions: one address
+    }
+    assert (hourly.late, hourly.future) == (1, 1)
+    daily = tally.window_sets(day)
+    assert {start: (len(c.ips), c.messages) for start, c in daily.counts.items()} == {
+        ms("2026-12-05T00:00:00"): (3, 4)
+    }
+    assert len(tally.ips) == 4  # every valid record, all time: windows change nothing there
