@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from lumu_cli.errors import UsageError, shorten
+from lumu_cli.windows import describe
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -204,6 +205,8 @@ def _count(stats: Stats, _registry: CollectorRegistry) -> Answer:
             for p in stats.partitions
         ],
     }
+    if stats.windows:
+        body["windows"] = describe(stats.windows)
     return HTTPStatus.OK, json.dumps(body).encode()
 
 

@@ -30,7 +30,14 @@ from lumu_cli.patterns import compile_pattern
 if TYPE_CHECKING:
     from dateutil.parser import isoparser
 
-__all__ = ["Unit", "format_timestamp", "load_zone", "normalize", "parse_timestamp"]
+__all__ = [
+    "Unit",
+    "format_millis",
+    "format_timestamp",
+    "load_zone",
+    "normalize",
+    "parse_timestamp",
+]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -144,6 +151,11 @@ def parse_timestamp(
     if formats:
         raise InvalidTimestamp(value, f"matches no --format, and is {NOT_RECOGNIZED}")
     raise InvalidTimestamp(value, NOT_RECOGNIZED)
+
+
+def format_millis(millis: int) -> str:
+    """Epoch milliseconds as `format_timestamp` writes an instant."""
+    return format_timestamp(EPOCH + timedelta(milliseconds=millis))
 
 
 def format_timestamp(instant: datetime) -> str:

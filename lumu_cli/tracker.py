@@ -22,6 +22,7 @@ from lumu_cli.events import Checked, Reason
 from lumu_cli.kafka_io import PartitionInfo, Polled
 from lumu_cli.snapshots import Tally
 from lumu_cli.timestamps import format_timestamp
+from lumu_cli.windows import WindowSets, describe
 
 __all__ = ["Stats", "Tracker"]
 
@@ -49,6 +50,7 @@ class Stats:
     commits_refused: int = 0  # state commits refused because this member had been fenced
     waiting: str | None = None  # what counting waits for: "topic 'x' on HOST:PORT"
     producers_abandoned: int = 0  # state producers left in a commit that did not answer in time
+    windows: tuple[WindowSets, ...] = ()  # with --window: each size's union over partitions
 
     @property
     def invalid_total(self) -> int:
@@ -74,6 +76,7 @@ class Stats:
             "first_record_at": None
             if self.first_record_at is None
             else round(self.first_record_at, 3),
+            **({"windows": describe(self.windows)} if self.windows else {}),
         }
 
 
@@ -277,4 +280,5 @@ class Tracker:
             commits_refused=self.keeper.commits_refused if self.keeper else 0,
             waiting=self.source.waiting,
             producers_abandoned=self.keeper.producers_abandoned if self.keeper else 0,
+            windows=tuple(map(tally.window_sets, tally.windows)),
         )

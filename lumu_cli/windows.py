@@ -193,3 +193,26 @@ class WindowSets:
         here = [counts for at, counts in self.counts.items() if start <= at < end]
         ips = UniqueIPs.union([counts.ips for counts in here])
         return start, end, len(ips), sum(counts.messages for counts in here)
+
+
+def describe(unions: Sequence[WindowSets]) -> dict[str, object]:
+    """The `windows` of the -e summary and of GET /count: by size, its KEEP, late and future
+    counts, and each kept window with a valid record, ascending by start."""
+    from lumu_cli.timestamps import format_millis
+
+    return {
+        sets.window.name: {
+            "keep": sets.window.keep,
+            "late": sets.late,
+            "future": sets.future,
+            "counts": [
+                {
+                    "start": format_millis(start),
+                    "unique_ips": len(counts.ips),
+                    "messages": counts.messages,
+                }
+                for start, counts in sorted(sets.counts.items())
+            ],
+        }
+        for sets in unions
+    }

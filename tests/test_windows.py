@@ -231,3 +231,28 @@ def test_a_tally_counts_each_partition_by_window_and_unions_them() -> None:
         ms("2026-12-05T00:00:00"): (3, 4)
     }
     assert len(tally.ips) == 4  # every valid record, all time: windows change nothing there
+
+
+def test_the_summary_and_count_give_windows_in_the_documented_shape() -> None:
+    from lumu_cli.tracker import Stats
+    from lumu_cli.windows import WindowCounts, describe
+
+    sets = WindowSets(Window(HOUR, keep=48), late=12, future=3)
+    sets.counts[ms("2026-12-04T11:00:00")] = WindowCounts(messages=7)
+    sets.counts[ms("2026-12-04T10:00:00")] = WindowCounts(messages=5000)
+    sets.counts[ms("2026-12-04T10:00:00")].ips.add_v4([1, 2, 3])
+    shape = {
+        "1h": {
+            "keep": 48,
+            "late": 12,
+            "future": 3,
+            "counts": [  # ascending by start
+                {"start": "2026-12-04T10:00:00.000Z", "unique_ips": 3, "messages": 5000},
+                {"start": "2026-12-04T11:00:00.000Z", "unique_ips": 0, "messages": 7},
+            ],
+        }
+    }
+    assert describe([sets]) == shape
+    stats = Stats(0, 0, {}, 0.0, 0.0, "", windows=(sets,))
+    assert stats.summary()["windows"] == shape
+    assert "windows" not in Stats(0, 0, {}, 0.0, 0.0, "").summary()  # without --window: none

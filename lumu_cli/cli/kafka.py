@@ -20,6 +20,7 @@ from lumu_cli.errors import BrokerError, DeliveryError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from lumu_cli.tracker import Stats, Tracker
+    from lumu_cli.windows import Window
 
 Bootstrap = Annotated[
     str | None,
@@ -132,6 +133,19 @@ Replication = Annotated[
         help="Replicas of each partition of a topic lumu creates (produce: the topic; track "
         "and serve: the state topic).",
         show_default="the cluster's default.replication.factor",
+    ),
+]
+
+WindowsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--window",
+        envvar="LUMU_WINDOWS",
+        metavar="SIZE[:KEEP]",
+        help="Also count unique IPs per window of event time: tumbling, aligned to UTC, SIZE a "
+        "divisor of a day (1m, 15m, 1h, 1d), KEEP windows kept (48). Repeatable, or "
+        "comma-separated: --window 1h --window 1d:31.",
+        show_default=False,
     ),
 ]
 
@@ -280,6 +294,7 @@ class _Counting:
     commit_interval: float
     workers: int | None
     replication: int | None  # of the state topic, if it must be created
+    windows: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -346,7 +361,7 @@ def _count(
             durable=how.state, to_the_end=exit_at_end, subscribe=exists,
         )  # fmt: skip
         resources.callback(consumer.close)
-        tally, keeper = Tally(), None
+        tally, keeper = Tally(how.windows), None
         if how.state:
             keeper = Durable(
                 config, consumer, tally, commit_interval=how.commit_interval,
@@ -355,9 +370,11 @@ def _count(
             resources.callback(keeper.close)
             keeper.restore()
         workers = default_workers() if how.workers is None else how.workers
+        checker = Pooled(workers) if workers else Inline()
+        checker.times = bool(how.windows)  # windows count by event time
         tracker = Tracker(
             consumer, tally=tally, keeper=keeper or Ephemeral(consumer), exit_at_end=exit_at_end,
-            on_invalid=report, on_error=error, checker=Pooled(workers) if workers else Inline(),
+            on_invalid=report, on_error=error, checker=checker,
         )  # fmt: skip
         consumer.listener = tracker
         if serve is not None:
@@ -400,6 +417,7 @@ def track(
     reset: Reset = False,
     commit_interval: CommitInterval = 5.0,
     replication: Replication = None,
+    windows: WindowsOption = None,
     bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
@@ -422,10 +440,11 @@ def track(
     restart resumes it, and every instance of the group shows the count over all partitions.
     """
     from lumu_cli.live import StatusView
+    from lumu_cli.windows import parse_windows
 
     how = _Counting(
         bootstrap, topic, settings, config_file, timeout, group, from_beginning, state, reset,
-        commit_interval, workers, replication,
+        commit_interval, workers, replication, parse_windows(windows or ()),
     )  # fmt: skip
     stats, code = _count(
         how, exit_at_end=exit_at_end, serve=None if serve is None else _Listen("--serve", serve),
@@ -453,6 +472,7 @@ def serve(
     reset: Reset = False,
     commit_interval: CommitInterval = 5.0,
     replication: Replication = None,
+    windows: WindowsOption = None,
     bootstrap: Bootstrap = None,
     topic: Topic = "device-events",
     settings: Settings = None,
@@ -471,10 +491,11 @@ def serve(
     once created. A status line goes to stderr every minute. SIGTERM or Ctrl-C stops it cleanly.
     """
     from lumu_cli.live import StatusView
+    from lumu_cli.windows import parse_windows
 
     how = _Counting(
         bootstrap, topic, settings, config_file, timeout, group, from_beginning, state, reset,
-        commit_interval, workers, replication,
+        commit_interval, workers, replication, parse_windows(windows or ()),
     )  # fmt: skip
     _, code = _count(
         how, exit_at_end=False, serve=_Listen("ADDRESS", address),
