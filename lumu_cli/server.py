@@ -34,10 +34,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 import h11
 
 from lumu_cli.errors import UsageError, shorten
+from lumu_cli.timestamps import format_millis
 from lumu_cli.windows import describe
 
 if TYPE_CHECKING:
@@ -210,6 +212,31 @@ def _count(stats: Stats, _registry: CollectorRegistry) -> Answer:
     return HTTPStatus.OK, json.dumps(body).encode()
 
 
+def _rolling(stats: Stats, asked: dict[str, list[str]]) -> Answer:
+    """GET /count?window=1h&last=24: the exact union of the last N windows of one size, the
+    current one included; 400 with the reason for a query it cannot answer. (Other query
+    parameters are ignored, as on every path.)"""
+    if len(asked.get("window", [])) > 1 or len(asked.get("last", [])) > 1:
+        return HTTPStatus.BAD_REQUEST, _error_body("the query takes window=SIZE and last=N once")
+    sizes = {sets.window.name: sets for sets in stats.windows}
+    name = asked.get("window", [""])[0]
+    if name not in sizes:
+        counted = ", ".join(sizes) or "none: start lumu with --window"
+        return HTTPStatus.BAD_REQUEST, _error_body(f"no window {name!r} (counted: {counted})")
+    sets, text = sizes[name], asked.get("last", ["1"])[0]
+    if not text.isdigit() or not 1 <= int(text) <= sets.window.keep:
+        keep = sets.window.keep
+        why = f"last must be 1 to {keep} (KEEP of window {name}), not {shorten(text, 20)}"
+        return HTTPStatus.BAD_REQUEST, _error_body(why)
+    last = int(text)
+    start, end, unique, messages = sets.last(last, stats.clock_ms)
+    body = {
+        "window": name, "last": last, "start": format_millis(start), "end": format_millis(end),
+        "unique_ips": unique, "messages": messages,
+    }  # fmt: skip
+    return HTTPStatus.OK, json.dumps(body).encode()
+
+
 def _unique_ip_count(stats: Stats, _registry: CollectorRegistry) -> Answer:
     """The seed's FastAPI answer as it wrote it: compact JSON, `{"unique_ip_count":N}`."""
     return HTTPStatus.OK, b'{"unique_ip_count":%d}' % stats.unique_ips
@@ -375,8 +402,8 @@ class _Connection:
                         f"{method} is not allowed (use GET)"), allow=True))  # fmt: skip
                     return
                 await self._drain_body()
-                path = request.target.decode("ascii", "replace").partition("?")[0]
-                status, kind, body = self._answer(method, path)
+                path, _, query = request.target.decode("ascii", "replace").partition("?")
+                status, kind, body = self._answer(method, path, query)
             except _Refused as refused:
                 writer.write(_raw(refused.status, _error_body(str(refused))))
                 return
@@ -398,9 +425,13 @@ class _Connection:
             self.line_done = b"\n" in pipelined
             self.received = len(pipelined)
 
-    def _answer(self, method: str, path: str) -> tuple[HTTPStatus, str, bytes]:
+    def _answer(self, method: str, path: str, query: str) -> tuple[HTTPStatus, str, bytes]:
         """The answer to GET `path`; a failure (a bug) is told in one line and answered 500."""
         try:
+            asked = parse_qs(query, keep_blank_values=True)
+            if path == "/count" and asked.keys() & {"window", "last"}:  # ?window=1h&last=24
+                status, body = _rolling(self.endpoint.stats(), asked)
+                return status, JSON, body
             return _answer(self.endpoint.stats(), path, self.endpoint.registry)
         except Exception as exc:
             self.endpoint.internal_error(f"answering {method} {_cut(path)}", exc)

@@ -51,6 +51,7 @@ class Stats:
     waiting: str | None = None  # what counting waits for: "topic 'x' on HOST:PORT"
     producers_abandoned: int = 0  # state producers left in a commit that did not answer in time
     windows: tuple[WindowSets, ...] = ()  # with --window: each size's union over partitions
+    clock_ms: int = 0  # the wall clock when taken, in epoch ms: which windows are the last
 
     @property
     def invalid_total(self) -> int:
@@ -281,4 +282,5 @@ class Tracker:
             waiting=self.source.waiting,
             producers_abandoned=self.keeper.producers_abandoned if self.keeper else 0,
             windows=tuple(map(tally.window_sets, tally.windows)),
+            clock_ms=tally.clock(),
         )

@@ -598,3 +598,38 @@ def test_the_count_schema_is_strict_enough_to_fail(conn: http.client.HTTPConnect
     for broken in ({**answer, "unique_ips": "1234"}, no_lag, {**answer, "partitions": wrong_owner}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
+
+
+def test_count_answers_the_exact_union_of_the_last_windows(
+    snapshot: Snapshot, conn: http.client.HTTPConnection
+) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from lumu_cli.windows import Window, WindowSets
+
+    hour = 3_600_000
+    now = 1_764_928_800_000 + hour // 2  # 2025-12-05T10:30:00Z
+    sets = WindowSets(Window(hour, keep=24))
+    times = np.array([now, now - hour, now - hour, now - 3 * hour, now - 24 * hour], np.int64)
+    sets.add(now, times, np.array([1, 1, 2, 3, 4], np.uint32))  # the last one is late
+    snapshot.stats = dataclasses.replace(STATS, windows=(sets,), clock_ms=now)
+    status, _, body = fetch(conn, "/count?window=1h&last=2")
+    assert status == 200
+    assert json.loads(body) == {
+        "window": "1h", "last": 2, "start": "2025-12-05T09:00:00.000Z",
+        "end": "2025-12-05T11:00:00.000Z", "unique_ips": 2, "messages": 3,
+    }  # fmt: skip
+    assert json.loads(fetch(conn, "/count?window=1h&last=24")[2])["unique_ips"] == 3
+    assert json.loads(fetch(conn, "/count")[2])["windows"]["1h"]["late"] == 1
+    for query, words in [
+        ("window=1h&last=25", "last must be 1 to 24 (KEEP of window 1h), not '25'"),
+        ("window=1h&last=0", "last must be 1 to 24"),
+        ("window=2h&last=1", "no window '2h' (counted: 1h)"),
+        ("last=2", "no window ''"),
+        ("window=1h&window=1d", "the query takes window=SIZE and last=N once"),
+    ]:
+        status, headers, body = fetch(conn, f"/count?{query}")
+        assert (status, headers["Content-Type"]) == (400, "application/json"), query
+        assert json.loads(body) == {"error": words} or words in json.loads(body)["error"]
