@@ -31,7 +31,7 @@ from lumu_cli.uniques import (
     v4_piece,
     v6_piece,
 )
-from lumu_cli.windows import Window, WindowSets, wall_clock_ms
+from lumu_cli.windows import Window, WindowCounts, WindowSets, wall_clock_ms
 
 __all__ = ["FORMAT", "Meta", "PartitionTally", "StateRecord", "Tally", "decode"]
 
@@ -84,8 +84,8 @@ class StateRecord:
 
     topic: str
     partition: int
-    piece: str  # "meta", "v4/00ff" or "v6/<32 hex digits>"
-    value: Meta | V4Piece | V6Piece | None  # None: a tombstone
+    piece: str  # "meta", "v4/00ff", "v6/<32 hex digits>", or a window's: "w/1h/<start>/..."
+    value: Meta | V4Piece | V6Piece | dict[str, int] | None  # None: a tombstone
 
 
 def key(topic: str, partition: int, piece: str) -> bytes:
@@ -109,7 +109,7 @@ def decode(raw_key: bytes | None, raw_value: bytes | None) -> StateRecord:
             "(use the lumu that wrote it, or --reset to count again)"
         )
     body = raw_value[5:]
-    kind, _, name = piece.partition("/")
+    kind, _, name = _window_piece(piece).partition("/")
     try:
         if piece == "meta":
             return StateRecord(topic, number, piece, _meta(body))
@@ -117,9 +117,37 @@ def decode(raw_key: bytes | None, raw_value: bytes | None) -> StateRecord:
             return StateRecord(topic, number, piece, v4_piece(int(name, 16), body))
         if kind == "v6" and _hex(name, 32):
             return StateRecord(topic, number, piece, v6_piece(bytes.fromhex(name), body))
+        if piece.startswith("w/") and kind == "meta" and not name:
+            return StateRecord(topic, number, piece, _counts(body))
     except ValueError as exc:
         raise ValueError(f"partition {number} piece {piece}: {exc}") from None
     raise ValueError(f"not a lumu state record (key {raw_key!r})")
+
+
+def _window_piece(piece: str) -> str:
+    """The piece of a window record (`w/1h/<start>/v4/00ff` -> `v4/00ff`; its sizes' meta,
+    `w/1h/meta`, -> `meta`), or `piece` itself."""
+    if not piece.startswith("w/"):
+        return piece
+    parts = piece.split("/", 3)
+    if len(parts) == 3 and parts[2] == "meta":
+        return "meta"
+    if len(parts) == 4 and parts[2].lstrip("-").isdigit():
+        return parts[3]
+    return ""
+
+
+def _counts(body: bytes) -> dict[str, int]:
+    """A window's meta ({messages, unique_ips}) or its size's ({late, future})."""
+    try:
+        counts = json.loads(body)
+        if not isinstance(counts, dict) or not all(
+            type(n) is int and n >= 0 for n in counts.values()
+        ):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"bad window meta {body[:80]!r}") from None
+    return counts
 
 
 def _hex(name: str, digits: int) -> bool:
@@ -199,7 +227,8 @@ class Tally:
         if self.windows:
             now = self.clock()
             for window in self.windows:
-                sets = part.windows.setdefault(window.name, WindowSets(window))
+                local = partition in self.local
+                sets = part.windows.setdefault(window.name, WindowSets(window, local=local))
                 sets.add(now, checked.v4_millis, checked.v4, checked.v6_millis, checked.v6)
 
     def window_sets(self, window: Window) -> WindowSets:
@@ -230,6 +259,8 @@ class Tally:
             part = self.partitions[partition] = PartitionTally(next_offset=start)
         part.pieces = Pieces(part.ips, part.v6_bounds)
         part.v6_bounds = set()
+        for sets in part.windows.values():
+            sets.own()
         self.local.add(partition)
         return restored
 
@@ -240,20 +271,31 @@ class Tally:
         if part is not None and part.pieces is not None:
             part.v6_bounds = part.pieces.v6_bounds()
             part.pieces = None
+        for sets in part.windows.values() if part is not None else ():
+            sets.follow()
 
-    def changes(self, topic: str, partitions: Iterable[int], now: str) -> list[tuple[bytes, bytes]]:
+    def changes(
+        self, topic: str, partitions: Iterable[int], now: str
+    ) -> list[tuple[bytes, bytes | None]]:
         """The records that bring each local partition's snapshot up to date (meta last).
 
         Counting may go on while they are stored; `written` or `unwritten` tells the outcome.
         """
-        records = []
+        records: list[tuple[bytes, bytes | None]] = []
+        now_ms = self.clock()
         for partition in sorted(partitions):
             part = self.partitions[partition]
             assert part.pieces is not None, f"partition {partition} is not counted here"
-            pieces = part.pieces.changed()
+            pieces: list[tuple[str, bytes | None]] = list(part.pieces.changed())
+            for window in self.windows:
+                sets = part.windows.setdefault(window.name, WindowSets(window, local=True))
+                pieces += sets.changes(now_ms)
             part.sending = part.next_offset, len(part.ips)
             if pieces or part.next_offset != part.saved_offset:
-                records += [(key(topic, partition, name), _HEAD + body) for name, body in pieces]
+                records += [
+                    (key(topic, partition, name), None if body is None else _HEAD + body)
+                    for name, body in pieces
+                ]
                 records.append((key(topic, partition, "meta"), part.meta(now)))
         return records
 
@@ -264,6 +306,8 @@ class Tally:
             assert part.pieces is not None
             assert part.sending is not None
             part.pieces.written()
+            for sets in part.windows.values():
+                sets.written()
             part.saved_offset, part.saved_unique = part.sending
             part.sending, part.written_at = None, now
 
@@ -273,6 +317,8 @@ class Tally:
             part = self.partitions[partition]
             assert part.pieces is not None
             part.pieces.unwritten()
+            for sets in part.windows.values():
+                sets.unwritten()
             part.sending = None
 
     def read(self, topic: str, records: Iterable[StateRecord]) -> None:
@@ -282,13 +328,19 @@ class Tally:
         for record in records:
             if record.topic != topic or record.partition in self.local:
                 continue
+            if record.value is None and record.piece.startswith("w/"):  # a window expired
+                self._read_window(self.partitions.setdefault(record.partition, PartitionTally()),
+                                  record)  # fmt: skip
+                continue
             if record.value is None:  # the state was reset: start that partition afresh
                 v4.pop(record.partition, None)
                 v6.pop(record.partition, None)
                 self._drop(record.partition)
                 continue
             part = self.partitions.setdefault(record.partition, PartitionTally())
-            if isinstance(record.value, Meta):
+            if record.piece.startswith("w/"):
+                self._read_window(part, record)
+            elif isinstance(record.value, Meta):
                 _follow(part, record.value)
             elif record.piece.startswith("v4/"):
                 v4.setdefault(record.partition, []).append(record.value)  # type: ignore[arg-type]
@@ -299,6 +351,33 @@ class Tally:
             pieces4, pieces6 = v4.get(partition, []), v6.get(partition, [])
             self.partitions[partition].ips.add_pieces(pieces4, pieces6)
             self.ips.add_pieces(pieces4, pieces6)
+
+    def _read_window(self, part: PartitionTally, record: StateRecord) -> None:
+        """Follow one window record of a partition counted elsewhere (sizes not counted here
+        are passed over)."""
+        _, name, rest = record.piece.split("/", 2)
+        window = next((w for w in self.windows if w.name == name), None)
+        if window is None:
+            return
+        sets = part.windows.setdefault(name, WindowSets(window))
+        if rest == "meta":
+            said = record.value if isinstance(record.value, dict) else {}
+            sets.late, sets.future = said.get("late", 0), said.get("future", 0)
+            return
+        start_text, piece = rest.split("/", 1)
+        start = int(start_text)
+        if record.value is None:  # expired: its owner tombstoned it
+            sets.counts.pop(start, None)
+            return
+        counts = sets.counts.setdefault(start, WindowCounts())
+        if piece == "meta":
+            assert isinstance(record.value, dict)
+            counts.messages = record.value.get("messages", 0)
+        elif piece.startswith("v4/"):
+            counts.ips.add_pieces([record.value], [])  # type: ignore[list-item]
+        else:
+            counts.ips.add_pieces([], [record.value])  # type: ignore[list-item]
+            sets.note_bound(start, bytes.fromhex(piece[3:]))
 
     def check(self) -> list[str]:
         """What does not add up in the followed snapshots (each a reason); [] if all is well."""

@@ -157,6 +157,10 @@ class Pieces:
             self._touched4[np.asarray(v4, np.uint32) >> V4_SHIFT] = True
         self._touched6.update(v6)
 
+    def touched(self) -> bool:
+        """Whether addresses were added since `changed` last read them."""
+        return bool(self._touched4.any() or self._touched6)
+
     def changed(self) -> list[tuple[str, bytes]]:
         """(name, bytes) of each piece that changed since `written`: 'v4/00ff', 'v6/<hex>'.
 

@@ -16,6 +16,7 @@ union of the last N windows of a size is exact too. Pure: nothing here knows Kaf
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lumu_cli.errors import UsageError
-from lumu_cli.uniques import UniqueIPs
+from lumu_cli.uniques import V4_DIGITS, V4_SHIFT, Pieces, UniqueIPs
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -113,12 +114,26 @@ class WindowCounts:
 
 @dataclass
 class WindowSets:
-    """The kept windows of one size (of one partition, or a union): start -> counts."""
+    """The kept windows of one size (of one partition, or a union): start -> counts.
+
+    Of a partition counted here (`local`), it also knows what its state records must say next
+    (`changes`): the windows that changed since they were written, each as its changed pieces
+    and its meta, and the windows that expired, as tombstones. A window's pieces are tracked
+    (uniques.Pieces) only from its first change after a write until the next write: the
+    windows that change between two commits are few, the kept ones many.
+    """
 
     window: Window
     counts: dict[int, WindowCounts] = field(default_factory=dict)
     late: int = 0
     future: int = 0
+    local: bool = False
+    _trackers: dict[int, Pieces] = field(default_factory=dict)  # start -> its pieces, changing
+    _bounds: dict[int, set[bytes]] = field(default_factory=dict)  # start -> v6 pieces written
+    _dirty: set[int] = field(default_factory=set)  # starts whose meta is due
+    _gone: dict[int, list[str]] = field(default_factory=dict)  # expired: their piece names
+    _sent: tuple[set[int], dict[int, list[str]], tuple[int, int]] | None = None
+    _written: tuple[int, int] = (0, 0)  # late, future as last written
 
     def add(
         self,
@@ -145,9 +160,12 @@ class WindowSets:
                 np.split(kept_starts, bounds), np.split(kept_v4, bounds), strict=True
             ):
                 start = int(run_starts[0])
-                counts = self.counts.setdefault(start, WindowCounts())
-                counts.ips.add_v4(np.sort(run_v4))
+                counts = self._counts(start)
+                sorted_v4 = np.sort(run_v4)
+                counts.ips.add_v4(sorted_v4)
                 counts.messages += len(run_v4)
+                if self.local:
+                    self._trackers[start].touch(sorted_v4, ())
                 changed.add(start)
         for millis, packed in zip(v6_millis, v6, strict=True):
             start = self.window.start(millis)
@@ -156,19 +174,112 @@ class WindowSets:
             elif start > last:
                 self.future += 1
             else:
-                counts = self.counts.setdefault(start, WindowCounts())
+                counts = self._counts(start)
                 counts.ips.add_v6([packed])
                 counts.messages += 1
+                if self.local:
+                    self._trackers[start].touch((), [packed])
                 changed.add(start)
+        self._dirty |= changed
         return changed
 
+    def _counts(self, start: int) -> WindowCounts:
+        """The window at `start`, made if new; of a local one, its pieces tracked from now."""
+        counts = self.counts.setdefault(start, WindowCounts())
+        if self.local and start not in self._trackers:
+            self._trackers[start] = Pieces(counts.ips, self._bounds.get(start, ()))
+        return counts
+
     def expire(self, now_ms: int) -> list[int]:
-        """Drop the windows that have fallen out of the kept range; their starts."""
+        """Drop the windows that have fallen out of the kept range; their starts. (Of a local
+        partition, their records are tombstoned by the next `changes`.)"""
         first, last = self.window.kept(now_ms)
         gone = sorted(start for start in self.counts if not first <= start <= last)
         for start in gone:
-            del self.counts[start]
+            counts = self.counts.pop(start)
+            if self.local:
+                self._gone[start] = [
+                    *(f"v4/{key:0{V4_DIGITS}x}" for key in _v4_keys(counts.ips)),
+                    *(f"v6/{bound.hex()}" for bound in self._bounds.pop(start, ())),
+                ]
+                self._trackers.pop(start, None)
+                self._dirty.discard(start)
         return gone
+
+    # ------------------------------------------------------------ state records
+
+    def changes(self, now_ms: int) -> list[tuple[str, bytes | None]]:
+        """(piece name, value) of the records that bring this size's windows up to date: for
+        each window changed, its changed pieces and then its meta; for each expired, a
+        tombstone (None) for each of its records; the late and future counts if they moved.
+
+        Counting may go on while they are stored; `written` or `unwritten` tells the outcome.
+        """
+        self.expire(now_ms)
+        name = self.window.name
+        records: list[tuple[str, bytes | None]] = []
+        for start, pieces in sorted(self._gone.items()):
+            for piece in (*pieces, "meta"):
+                records.append((f"w/{name}/{start}/{piece}", None))
+        for start in sorted(self._dirty):
+            tracker, counts = self._trackers.get(start), self.counts[start]
+            for piece, body in tracker.changed() if tracker is not None else ():
+                records.append((f"w/{name}/{start}/{piece}", body))
+            meta = {"messages": counts.messages, "unique_ips": len(counts.ips)}
+            records.append((f"w/{name}/{start}/meta", json.dumps(meta).encode()))
+        if (self.late, self.future) != self._written:
+            body = json.dumps({"late": self.late, "future": self.future}).encode()
+            records.append((f"w/{name}/meta", body))
+        self._sent = (set(self._dirty), dict(self._gone), (self.late, self.future))
+        self._dirty.clear()
+        self._gone.clear()
+        return records
+
+    def written(self) -> None:
+        """The records `changes` gave are stored. A tracker no longer needed is let go."""
+        if self._sent is None:
+            return
+        dirty, _, self._written = self._sent
+        for start in dirty:
+            tracker = self._trackers.get(start)
+            if tracker is None:
+                continue
+            tracker.written()
+            self._bounds[start] = tracker.v6_bounds()
+            if not tracker.touched() and start not in self._dirty:
+                del self._trackers[start]
+        self._sent = None
+
+    def unwritten(self) -> None:
+        """The records `changes` gave were not stored: due again."""
+        if self._sent is None:
+            return
+        dirty, gone, _ = self._sent
+        for start in dirty:
+            if (tracker := self._trackers.get(start)) is not None:
+                tracker.unwritten()
+        self._dirty |= {start for start in dirty if start in self.counts}
+        self._gone = {**gone, **self._gone}
+        self._sent = None
+
+    def follow(self) -> None:
+        """Counted elsewhere from now on: its records are the owner's to write."""
+        self.local = False
+        for start, tracker in self._trackers.items():
+            self._bounds[start] = tracker.v6_bounds()
+        self._trackers.clear()
+        self._dirty.clear()
+        self._gone.clear()
+        self._sent = None
+
+    def note_bound(self, start: int, bound: bytes) -> None:
+        """A followed window's IPv6 piece written from `bound` (kept for when it is owned)."""
+        self._bounds.setdefault(start, set()).add(bound)
+
+    def own(self) -> None:
+        """Counted here from now on (its windows as the snapshots it followed left them)."""
+        self.local = True
+        self._written = (self.late, self.future)
 
     @classmethod
     def union(cls, parts: Sequence[WindowSets], window: Window) -> WindowSets:
@@ -216,3 +327,9 @@ def describe(unions: Sequence[WindowSets]) -> dict[str, object]:
         }
         for sets in unions
     }
+
+
+def _v4_keys(ips: UniqueIPs) -> list[int]:
+    """The IPv4 pieces a set's addresses fall in (their high bits)."""
+    high = np.frombuffer(ips.v4.to_array(), np.uint32) >> V4_SHIFT
+    return np.unique(high).tolist()  # type: ignore[no-any-return]

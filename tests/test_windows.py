@@ -256,3 +256,56 @@ def test_the_summary_and_count_give_windows_in_the_documented_shape() -> None:
     stats = Stats(0, 0, {}, 0.0, 0.0, "", windows=(sets,))
     assert stats.summary()["windows"] == shape
     assert "windows" not in Stats(0, 0, {}, 0.0, 0.0, "").summary()  # without --window: none
+
+
+def test_windows_go_to_the_state_records_and_back_and_expire_as_tombstones() -> None:
+    from lumu_cli.snapshots import Tally, decode
+
+    clock = [ms("2026-12-05T10:30:00")]
+    hour = Window(HOUR, keep=2)
+    owner, follower = Tally([hour], clock=lambda: clock[0]), Tally([hour], clock=lambda: clock[0])
+    owner.take(0, 0)
+
+    def event(ip: str, stamp: str) -> bytes:
+        return f'{{"device_ip": "{ip}", "timestamp": "{stamp}"}}'.encode()
+
+    def commit() -> int:
+        records = owner.changes("t", [0], "now")
+        owner.written([0], "now")
+        follower.read("t", [decode(k, v) for k, v in records])
+        return len(records)
+
+    def seen(tally: Tally) -> dict[int, tuple[int, int]]:
+        sets = tally.window_sets(hour)
+        return {start: (len(c.ips), c.messages) for start, c in sets.counts.items()}
+
+    owner.count(0, [0, 1, 2, 3], [
+        event("10.0.0.1", "2026-12-05T09:10:00Z"),
+        event("2001:db8::1", "2026-12-05T10:10:00Z"),
+        event("10.0.0.2", "2026-12-05T10:11:00Z"),
+        event("10.0.0.9", "2026-12-01T00:00:00Z"),  # late
+    ])  # fmt: skip
+    commit()
+    assert (
+        seen(follower)
+        == seen(owner)
+        == {ms("2026-12-05T09:00:00"): (1, 1), ms("2026-12-05T10:00:00"): (2, 2)}
+    )
+    assert follower.window_sets(hour).late == 1
+    owner.count(0, [4], [event("10.0.0.2", "2026-12-05T10:12:00Z")])  # a repeat: meta only
+    records = owner.changes("t", [0], "now")
+    assert [k for k, _ in records if b"/w/" in k] == [
+        f"t/0/w/1h/{ms('2026-12-05T10:00:00')}/meta".encode()
+    ]
+    owner.unwritten([0])  # not stored: due again
+    owner.count(0, [5], [event("10.0.0.3", "2026-12-05T10:13:00Z")])
+    commit()
+    assert (
+        seen(follower)
+        == seen(owner)
+        == {ms("2026-12-05T09:00:00"): (1, 1), ms("2026-12-05T10:00:00"): (3, 4)}
+    )
+    clock[0] += HOUR  # 11:30: the 09:00 window falls out, tombstoned
+    commit()
+    assert seen(follower) == seen(owner) == {ms("2026-12-05T10:00:00"): (3, 4)}
+    assert commit() == 0  # nothing new: nothing written
