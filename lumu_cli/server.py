@@ -145,6 +145,41 @@ class _Collector:
             "State producers left in a commit that did not answer in time (librdkafka#5456).",
             value=stats.producers_abandoned,
         )
+        if stats.windows:  # one series per size, never per window start: bounded
+            yield from _window_metrics(stats)
+
+
+def _window_metrics(stats: Stats) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    unique = GaugeMetricFamily(
+        "lumu_window_unique_ips",
+        "Distinct valid device IPs in the current window of event time, by window size.",
+        labels=["window"],
+    )
+    messages = GaugeMetricFamily(
+        "lumu_window_messages",
+        "Valid records in the current window of event time, by window size.",
+        labels=["window"],
+    )
+    late = CounterMetricFamily(
+        "lumu_window_late",
+        "Valid records older than the windows kept (counted all-time only), by window size.",
+        labels=["window"],
+    )
+    future = CounterMetricFamily(
+        "lumu_window_future",
+        "Valid records beyond the window after the current one, by window size.",
+        labels=["window"],
+    )
+    for sets in stats.windows:
+        name = sets.window.name
+        current = sets.counts.get(sets.window.start(stats.clock_ms))
+        unique.add_metric([name], len(current.ips) if current else 0)
+        messages.add_metric([name], current.messages if current else 0)
+        late.add_metric([name], sets.late)
+        future.add_metric([name], sets.future)
+    yield from (unique, messages, late, future)
 
 
 class _Serving:
@@ -293,8 +328,41 @@ _COUNT_SCHEMA = {
                 "as_of": _TIME,
             },
         }},
+        "windows": {
+            "type": "object",
+            "description": "With --window only: by window size (1h, 1d, ...), the windows of "
+                           "event time kept, each with a valid record, ascending by start.",
+            "additionalProperties": {
+                "type": "object", "required": ["keep", "late", "future", "counts"],
+                "properties": {
+                    "keep": _INT, "late": _INT, "future": _INT,
+                    "counts": {"type": "array", "items": {
+                        "type": "object", "required": ["start", "unique_ips", "messages"],
+                        "properties": {"start": _TIME, "unique_ips": _INT, "messages": _INT},
+                    }},
+                },
+            },
+        },
     },
 }  # fmt: skip
+# GET /count?window=1h&last=24: the union of the last N windows of one size.
+_ROLLING_SCHEMA = {
+    "type": "object",
+    "required": ["window", "last", "start", "end", "unique_ips", "messages"],
+    "properties": {
+        "window": {"type": "string"}, "last": _INT, "start": _TIME, "end": _TIME,
+        "unique_ips": {**_INT, "description": "The exact union of the last N windows."},
+        "messages": _INT,
+    },
+}  # fmt: skip
+_ROLLING_PARAMETERS = (
+    {"name": "window", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "A window size lumu counts (--window), e.g. 1h: answer the union of the "
+                    "last N windows of it instead of the whole count"},
+    {"name": "last", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1},
+     "description": "How many windows, the current one included (1 to KEEP; default 1)"},
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -306,11 +374,17 @@ class _Route:
     answer: Callable[[Stats, CollectorRegistry], Answer]
     schema: Mapping[str, object] | None = None  # of a JSON body
     also: tuple[HTTPStatus, ...] = ()  # statuses beside 200
+    parameters: tuple[Mapping[str, object], ...] = ()  # query parameters
+    other: Mapping[str, object] | None = None  # another schema its 200 may have (a query's)
 
 
 _ROUTES = {
     "/": _Route("The live page: the count, updated once a second", HTML, _page),
-    "/count": _Route("The unique-IP count, messages, invalid and lag", JSON, _count, _COUNT_SCHEMA),
+    "/count": _Route(
+        "The unique-IP count, messages, invalid and lag; with ?window=&last=, the union of the "
+        "last N windows of event time", JSON, _count, _COUNT_SCHEMA,
+        also=(HTTPStatus.BAD_REQUEST,), parameters=_ROLLING_PARAMETERS, other=_ROLLING_SCHEMA,
+    ),
     "/api/v1/unique_ip_count": _Route(
         "The seed service's path and answer: the unique-IP count alone", JSON, _unique_ip_count,
         {"type": "object", "required": ["unique_ip_count"],
@@ -334,7 +408,8 @@ def openapi() -> dict[str, object]:
         "type": "object", "properties": {"error": {"type": "string"}}}}}}  # fmt: skip
     paths = {}
     for path, route in _ROUTES.items():
-        media = {"schema": route.schema} if route.schema is not None else {}
+        schema = route.schema if route.other is None else {"oneOf": [route.schema, route.other]}
+        media = {"schema": schema} if schema is not None else {}
         responses: dict[str, object] = {
             str(status.value): {
                 "description": status.phrase,
@@ -343,7 +418,9 @@ def openapi() -> dict[str, object]:
             for status in (HTTPStatus.OK, *route.also)
         }
         responses["default"] = error
-        operation = {"summary": route.summary, "responses": responses}
+        operation: dict[str, object] = {"summary": route.summary, "responses": responses}
+        if route.parameters:
+            operation["parameters"] = list(route.parameters)
         paths[path] = {"get": operation, "head": {**operation, "summary": f"HEAD of {path}"}}
     return {
         "openapi": "3.1.0",

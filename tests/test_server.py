@@ -623,6 +623,17 @@ def test_count_answers_the_exact_union_of_the_last_windows(
     }  # fmt: skip
     assert json.loads(fetch(conn, "/count?window=1h&last=24")[2])["unique_ips"] == 3
     assert json.loads(fetch(conn, "/count")[2])["windows"]["1h"]["late"] == 1
+    spec = json.loads(fetch(conn, "/openapi.json")[2])["paths"]["/count"]["get"]
+    schema = spec["responses"]["200"]["content"]["application/json"]["schema"]
+    for path in ("/count", "/count?window=1h&last=2"):
+        jsonschema.validate(json.loads(fetch(conn, path)[2]), schema)
+    assert {p["name"] for p in spec["parameters"]} == {"window", "last"}
+    assert "400" in spec["responses"]
+    metrics = fetch(conn, "/metrics")[2].decode()
+    assert 'lumu_window_unique_ips{window="1h"} 1.0' in metrics  # the current window: 10:00
+    assert 'lumu_window_messages{window="1h"} 1.0' in metrics
+    assert 'lumu_window_late_total{window="1h"} 1.0' in metrics
+    assert 'lumu_window_future_total{window="1h"} 0.0' in metrics
     for query, words in [
         ("window=1h&last=25", "last must be 1 to 24 (KEEP of window 1h), not '25'"),
         ("window=1h&last=0", "last must be 1 to 24"),
