@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lumu_cli.produce import Progress
+from lumu_cli.timestamps import format_millis
 
 if TYPE_CHECKING:  # not imported to run: `produce` shows its progress without the tracker
     import rich.progress  # (imported by produce's bar only: track starts without it)
@@ -68,10 +69,25 @@ def render(stats: Stats, topic: str = "") -> RenderableType:
         lag = "-" if info.lag is None else f"{info.lag:,}"
         where = "here" if info.local else f"elsewhere, as of {(info.as_of or '-')[11:19]}"
         partitions.add_row(str(info.partition), position, lag, where)
-    body = Group(
-        Text("unique device IPs"), big_number(stats.unique_ips), "", totals, "", partitions
-    )
+    parts: list[RenderableType] = [Text("unique device IPs"), big_number(stats.unique_ips)]
+    if stats.windows:
+        parts += ["", _windows(stats)]
+    body = Group(*parts, "", totals, "", partitions)
     return Panel(body, title=f"lumu track {topic}".strip(), expand=False)
+
+
+def _windows(stats: Stats) -> Table:
+    """The current window of each size, under the all-time figure."""
+    table = Table("window", "unique IPs", "messages", "late", "future", box=None,
+                  header_style="bold")  # fmt: skip
+    for sets in stats.windows:
+        start = sets.window.start(stats.clock_ms)
+        current = sets.counts.get(start)
+        unique, messages = (len(current.ips), current.messages) if current else (0, 0)
+        since = format_millis(start)[11:16] if sets.window.size_ms < 86_400_000 else "today"
+        table.add_row(f"{sets.window.name} ({since})", f"{unique:,}", f"{messages:,}",
+                      f"{sets.late:,}", f"{sets.future:,}")  # fmt: skip
+    return table
 
 
 def status_line(stats: Stats) -> str:

@@ -83,3 +83,25 @@ def test_waiting_for_the_topic_is_said_in_the_view_and_the_status_line() -> None
     )
     assert "waiting" not in drawn(STATS)
     assert status_line(replace(waiting, healthy=False)).endswith(", broker unreachable")
+
+
+def test_the_view_shows_the_current_window_of_each_size_under_the_all_time_figure() -> None:
+    import numpy as np
+
+    from lumu_cli.windows import Window, WindowSets
+
+    hour, day = 3_600_000, 86_400_000
+    now = 1_764_928_800_000 + hour // 2  # 2025-12-05T10:30:00Z
+    hourly, daily = WindowSets(Window(hour)), WindowSets(Window(day, keep=31))
+    for sets in (hourly, daily):
+        times = np.array([now, now, now - hour, now - 400 * day], np.int64)
+        sets.add(now, times, np.array([1, 2, 3, 4], np.uint32))
+    shown = drawn(replace(STATS, windows=(hourly, daily), clock_ms=now))
+    assert "1h (10:00)" in shown
+    assert "1d (today)" in shown
+    hour_row = next(line for line in shown.splitlines() if "1h (10:00)" in line).split()
+    day_row = next(line for line in shown.splitlines() if "1d (today)" in line).split()
+    assert hour_row[3:7] == ["2", "2", "1", "0"]  # unique, messages, late, future
+    assert day_row[3:7] == ["3", "3", "1", "0"]
+    assert shown.index("1h (10:00)") < shown.index("messages/s")  # under the all-time figure
+    assert "window" not in drawn(STATS)  # without --window: nothing
