@@ -23,6 +23,9 @@ PAGE = """<!doctype html>
   th:first-child, td:first-child { text-align: left; }
   #health { display: inline-block; padding: .15rem .6rem; border-radius: 1rem; color: #fff; }
   .up { background: #1a7f37; } .down { background: #cf222e; } .stale { background: #9a6700; }
+  #window-chart { display: block; width: 40rem; max-width: 100%; height: 6rem;
+                  margin: .25rem 0 1.5rem; }
+  .bar { fill: #0969da; } .bar:hover { fill: #1d2733; }
   footer { color: #57606a; font-size: .8rem; }
 </style>
 </head>
@@ -35,6 +38,14 @@ PAGE = """<!doctype html>
   <div class="figure"><b id="invalid">-</b><span>invalid</span></div>
   <div class="figure"><b id="lag">-</b><span>lag</span></div>
 </div>
+<section id="windows" hidden>
+<h1>windows</h1>
+<table><thead><tr><th>size</th><th>unique IPs</th><th>messages</th><th>late</th><th>future</th>
+</tr></thead><tbody id="window-sizes"></tbody></table>
+<h1>unique IPs per <span id="window-size">-</span> window</h1>
+<svg id="window-chart" role="img" aria-label="unique IPs per window" preserveAspectRatio="none">
+</svg>
+</section>
 <h1>invalid by reason</h1>
 <table><thead><tr><th>reason</th><th>records</th></tr></thead><tbody id="reasons"></tbody></table>
 <h1>partitions</h1>
@@ -43,6 +54,7 @@ PAGE = """<!doctype html>
 <footer>updated <span id="updated">-</span>; from <code>/count</code>, once a second</footer>
 <script>
 "use strict";
+const SVG = "http://www.w3.org/2000/svg";
 const number = (n) => (n === null || n === undefined) ? "-" : n.toLocaleString("en-US");
 const put = (id, text) => { document.getElementById(id).textContent = text; };
 function rows(id, cells) {
@@ -56,6 +68,44 @@ function rows(id, cells) {
     }
     return row;
   }));
+}
+const MS = {s: 1e3, m: 6e4, h: 36e5, d: 864e5};
+function shape(tag, attributes) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+function chart(size, counts) {
+  // A bar per window with records, placed by its start: windows without records are gaps.
+  const ms = parseInt(size, 10) * MS[size.at(-1)];
+  const slot = (c) => (Date.parse(c.start) - Date.parse(counts[0].start)) / ms;
+  const top = counts.reduce((most, c) => Math.max(most, c.unique_ips), 1);
+  const svg = document.getElementById("window-chart");
+  svg.setAttribute("viewBox", `0 0 ${counts.length ? slot(counts.at(-1)) + 1 : 1} 100`);
+  svg.replaceChildren();
+  for (const c of counts) {
+    const height = 100 * c.unique_ips / top;
+    const bar = shape("rect", {class: "bar", "data-unique": c.unique_ips,
+                               x: slot(c) + .1, y: 100 - height, width: .8, height});
+    const title = shape("title", {});
+    title.textContent = `${c.start}: ${number(c.unique_ips)} unique IPs`;
+    bar.append(title);
+    svg.append(bar);
+  }
+}
+function windows(sizes) {
+  // Without --window, /count has no `windows`: the section stays hidden.
+  document.getElementById("windows").hidden = !sizes;
+  if (!sizes) return;
+  const now = Date.now();
+  rows("window-sizes", Object.entries(sizes).map(([size, w]) => {
+    const current = w.counts.filter((c) => Date.parse(c.start) <= now).at(-1);
+    return [size, number(current?.unique_ips), number(current?.messages),
+            number(w.late), number(w.future)];
+  }));
+  const [size, smallest] = Object.entries(sizes)[0];
+  put("window-size", size);
+  chart(size, smallest.counts);
 }
 function health(word, kind) {
   const badge = document.getElementById("health");
@@ -75,6 +125,7 @@ async function refresh() {
     rows("reasons", Object.entries(count.invalid_by_reason).map(([r, n]) => [r, number(n)]));
     rows("partitions", count.partitions.map(
       (p) => [p.partition, p.owner, number(p.offset), number(p.lag)]));
+    windows(count.windows);
     health(count.healthy ? "broker up" : "broker unreachable", count.healthy ? "up" : "down");
   } catch (error) {
     health("lumu not answering", "stale");

@@ -16,9 +16,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from tests.integration.helpers import count_when, get, lumu, running, summary
 from tests.integration.reference import reference
@@ -61,16 +65,26 @@ class Page:
         attached = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})
         self.session = attached["sessionId"]
 
-    def text(self, element: str) -> str:
-        expression = f"document.getElementById({element!r})?.textContent ?? ''"  # ('' until loaded)
+    def value(self, expression: str) -> Any:
+        """What a JavaScript expression gives on the page (a JSON value)."""
         result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
-        return str(result["result"]["value"])
+        return result["result"].get("value")
+
+    def text(self, element: str) -> str:
+        return str(self.value(f"document.getElementById({element!r})?.textContent ?? ''"))
 
     def shows(self, element: str, text: str, seconds: float = 30) -> None:
         """Wait until `element` shows `text` (bounded: the test fails, never hangs)."""
         deadline = time.monotonic() + seconds
         while (seen := self.text(element)) != text:
             assert time.monotonic() < deadline, f"#{element} shows {seen!r}, never {text!r}"
+            time.sleep(0.2)
+
+    def gives(self, expression: str, expected: Any, seconds: float = 30) -> None:
+        """Wait until `expression` gives `expected` (bounded: the test fails, never hangs)."""
+        deadline = time.monotonic() + seconds
+        while (seen := self.value(expression)) != expected:
+            assert time.monotonic() < deadline, f"{expression} gives {seen!r}, never {expected!r}"
             time.sleep(0.2)
 
 
@@ -125,6 +139,7 @@ def test_the_page_shows_the_count_and_follows_it_as_records_arrive(
         page.shows("messages", f"{ref.messages:,}")
         page.shows("invalid", f"{sum(ref.invalid.values()):,}")
         page.shows("health", "broker up")
+        assert page.value("document.getElementById('windows').hidden") is True  # no --window
         before = page.text("unique")
 
         produce(bootstrap, topic, 1500, seed=2)  # new addresses among them
@@ -132,3 +147,58 @@ def test_the_page_shows_the_count_and_follows_it_as_records_arrive(
         page.shows("unique", f"{ref.unique_ips:,}")  # without a reload
         page.shows("messages", f"{ref.messages:,}")
         assert page.text("unique") != before
+
+
+WINDOW_ROWS = (  # the windows table, cell by cell
+    "[...document.querySelectorAll('#window-sizes tr')]"
+    ".map((row) => [...row.cells].map((cell) => cell.textContent))"
+)
+BARS = (  # the chart's bars in order: each one's data-unique and its title
+    "[...document.querySelectorAll('#window-chart .bar')]"
+    ".map((bar) => [bar.dataset.unique, bar.textContent])"
+)
+
+
+def iso(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_the_page_shows_the_windows_and_charts_the_smallest_size(
+    bootstrap: str, topic: str
+) -> None:
+    # Three minutes: this one and the two before (all kept by --window 1m:5, even if a minute
+    # or two turns during the test); overlapping addresses, some sent more than once.
+    minute = int(time.time()) // 60 * 60
+    produced = [
+        (minute - 60 * back + n % 50, f"10.0.0.{n}")
+        for back, low, high in ((2, 1, 30), (1, 21, 60), (0, 51, 62))
+        for n in range(low, high + 1)
+        for _ in range(1 + n % 3)
+    ]
+    ips: dict[int, set[str]] = {}
+    for second, ip in produced:
+        ips.setdefault(second - second % 60, set()).add(ip)
+    starts = sorted(ips)
+    assert [len(ips[start]) for start in starts] == [30, 40, 12]
+    now_messages = sum(1 for second, _ in produced if second >= minute)
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures die with it
+    admin.create_topics([NewTopic(topic, 2)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for second, ip in produced:
+        record = {"timestamp": iso(second), "device_ip": ip, "error_code": 1}
+        producer.produce(topic, json.dumps(record).encode())
+    assert producer.flush(30) == 0
+
+    args = ("serve", "127.0.0.1:0", "--from-beginning", "--group", f"{topic}-page",
+            "--window", "1m:5")  # fmt: skip
+    with running(bootstrap, topic, *args) as (_process, url), browser() as page:
+        count_when(url, len(produced))
+        page.open(f"{url}/")
+        page.gives("document.getElementById('windows').hidden", False)
+        page.gives(WINDOW_ROWS, [["1m", f"{len(ips[minute])}", f"{now_messages}", "0", "0"]])
+        page.shows("window-size", "1m")
+        page.gives(BARS, [
+            [str(len(ips[start])), f"{iso(start)}: {len(ips[start])} unique IPs"]
+            for start in starts
+        ])  # fmt: skip
