@@ -49,6 +49,7 @@ from lumu_cli.kafka_io import (
 )
 from lumu_cli.snapshots import Meta, StateRecord, Tally, decode, key
 from lumu_cli.timestamps import format_timestamp
+from lumu_cli.windows import MAX_KEEP, Window, WindowSets, parse_windows
 
 __all__ = [
     "Durable",
@@ -435,6 +436,7 @@ class SavedTopic:
     topic: str
     unique_ips: int
     partitions: list[SavedPartition]
+    windows: tuple[WindowSets, ...] = ()  # each size's windows, the union over partitions
 
 
 @dataclass(frozen=True)
@@ -471,8 +473,10 @@ def describe(config: dict[str, str], group: str, timeout: float) -> Saved:
         owner, number, _ = raw_key.decode().split("/", 2)
         sizes.setdefault((owner, int(number)), []).append(size)
     saved = []
+    named = {record.piece.split("/")[1] for record in records if record.piece.startswith("w/")}
+    windows = [Window(size.size_ms, MAX_KEEP) for size in parse_windows(sorted(named))]
     for topic in sorted({record.topic for record in records}):
-        tally = Tally()
+        tally = Tally(windows)
         tally.read(topic, (record for record in records if record.topic == topic))
         _check_consistent(name, tally)
         partitions = []
@@ -485,8 +489,13 @@ def describe(config: dict[str, str], group: str, timeout: float) -> Saved:
             )  # fmt: skip
             unique = len(part.ips)
             partitions.append(SavedPartition(partition, meta, unique, len(mine), sum(mine)))
+        parts = tally.partitions.values()
+        unions = tuple(
+            WindowSets.union([part.windows[w.name] for part in parts if w.name in part.windows], w)
+            for w in windows
+        )  # as saved: none expired here (which are kept is the counting instances' rule)
         if partitions:
-            saved.append(SavedTopic(topic, len(tally.ips), partitions))
+            saved.append(SavedTopic(topic, len(tally.ips), partitions, unions))
     return Saved(name, layout, saved)
 
 

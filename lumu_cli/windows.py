@@ -306,14 +306,15 @@ class WindowSets:
         return start, end, len(ips), sum(counts.messages for counts in here)
 
 
-def describe(unions: Sequence[WindowSets]) -> dict[str, object]:
+def describe(unions: Sequence[WindowSets], *, keep: bool = True) -> dict[str, object]:
     """The `windows` of the -e summary and of GET /count: by size, its KEEP, late and future
-    counts, and each kept window with a valid record, ascending by start."""
+    counts, and each kept window with a valid record, ascending by start. (`lumu state` shows
+    them as saved, without KEEP: that is the counting instances' option.)"""
     from lumu_cli.timestamps import format_millis
 
     return {
         sets.window.name: {
-            "keep": sets.window.keep,
+            **({"keep": sets.window.keep} if keep else {}),
             "late": sets.late,
             "future": sets.future,
             "counts": [

@@ -531,6 +531,8 @@ def state_(
 
     from lumu_cli.kafka_io import client_config
     from lumu_cli.state import describe, replication_warning
+    from lumu_cli.timestamps import format_millis
+    from lumu_cli.windows import describe as describe_windows
 
     found = describe(client_config(bootstrap, settings or (), config_file), group, timeout)
     saved, layout = found.topics, found.layout
@@ -557,9 +559,13 @@ def state_(
     }
     if as_json:
         topics = {
-            entry.topic: {"unique_ips": entry.unique_ips, "partitions": rows[entry.topic]}
+            entry.topic: {
+                "unique_ips": entry.unique_ips, "partitions": rows[entry.topic],
+                **({"windows": describe_windows(entry.windows, keep=False)}
+                   if entry.windows else {}),
+            }
             for entry in saved
-        }
+        }  # fmt: skip
         _summary({
             "group": group, "state_topic": found.name, "replication_factor": layout.replication,
             "min_insync_replicas": layout.min_isr, "brokers": layout.brokers, "topics": topics,
@@ -582,3 +588,12 @@ def state_(
                 row["unique_ips"], row["pieces"], row["bytes"], row["age"],
             )))  # fmt: skip
         Console().print(table)
+        for sets in entry.windows:
+            kept = Table(
+                "start", "unique IPs", "messages",
+                title=f"{entry.topic}: {sets.window.name} windows",
+                caption=f"late {sets.late:,}, future {sets.future:,}",
+            )  # fmt: skip
+            for start, counts in sorted(sets.counts.items()):
+                kept.add_row(format_millis(start), f"{len(counts.ips):,}", f"{counts.messages:,}")
+            Console().print(kept)
