@@ -433,8 +433,8 @@ def track(
     count shows live on a terminal, as a status line otherwise. A topic that does not exist yet
     is waited for (with --exit-at-end, it is exit 3). It stops at Ctrl-C, SIGTERM or, with
     --exit-at-end, the end of the topic, and prints one JSON line: unique_ips, messages,
-    invalid, invalid_by_reason, elapsed, first_record_at. The exit status is 1 if any record was
-    invalid, 130 after Ctrl-C.
+    invalid, invalid_by_reason, elapsed, first_record_at, and with --window the windows. The
+    exit status is 1 if any record was invalid, 130 after Ctrl-C.
 
     The count is kept in the group's compacted topic <group>-lumu-state (unless --no-state): a
     restart resumes it, and every instance of the group shows the count over all partitions.
@@ -483,7 +483,8 @@ def serve(
     """Serve the unique-IP count over HTTP: the daemon form of track.
 
     GET /count gives {"unique_ips", "messages", "invalid", "updated_at", "as_of", "lag",
-    "state_lag", "partitions"}; /healthz is 200 while a broker answers and 503 while none does;
+    "state_lag", "partitions"}, and with --window the "windows" (GET /count?window=1h&last=24:
+    the union of the last 24 windows of 1h); /healthz is 200 while a broker answers and 503 while none does;
     /metrics is Prometheus text (lumu_unique_ips, lumu_messages_total,
     lumu_invalid_messages_total{reason}, lumu_partition_lag, lumu_state_lag, lumu_up);
     /openapi.json describes them. The count is kept and shared as with track. A topic that does
