@@ -180,7 +180,7 @@ def commit(tally: Tally, writer: Transactions, topic: str, partitions: list[int]
     transacted = time.perf_counter()
     tally.written(partitions, now)
     done = time.perf_counter()
-    size = sum(len(k) + len(v) for k, v in records)
+    size = sum(len(k) + len(v or b"") for k, v in records)
     return Commit(done - began, changed - began, transacted - changed, len(records), size)
 
 

@@ -38,7 +38,9 @@ def count(tally: Tally, partition: int, first: int, batch: Checked, size: int) -
 def commit(tally: Tally, partitions: list[int]) -> list[tuple[bytes, bytes]]:
     records = tally.changes(TOPIC, partitions, NOW)
     tally.written(partitions, NOW)
-    return records
+    written = [(k, v) for k, v in records if v is not None]
+    assert len(written) == len(records)  # no windows here: nothing is ever tombstoned
+    return written
 
 
 def read(records: Sequence[tuple[bytes, bytes | None]], reader: Tally | None = None) -> Tally:

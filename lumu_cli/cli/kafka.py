@@ -484,8 +484,8 @@ def serve(
 
     GET /count gives {"unique_ips", "messages", "invalid", "updated_at", "as_of", "lag",
     "state_lag", "partitions"}, and with --window the "windows" (GET /count?window=1h&last=24:
-    the union of the last 24 windows of 1h); /healthz is 200 while a broker answers and 503 while none does;
-    /metrics is Prometheus text (lumu_unique_ips, lumu_messages_total,
+    the union of the last 24 windows of 1h); /healthz is 200 while a broker answers and 503
+    while none does; /metrics is Prometheus text (lumu_unique_ips, lumu_messages_total,
     lumu_invalid_messages_total{reason}, lumu_partition_lag, lumu_state_lag, lumu_up);
     /openapi.json describes them. The count is kept and shared as with track. A topic that does
     not exist yet is waited for ("waiting_for_topic": true) and counted from its first record
