@@ -309,3 +309,27 @@ def test_windows_go_to_the_state_records_and_back_and_expire_as_tombstones() -> 
     commit()
     assert seen(follower) == seen(owner) == {ms("2026-12-05T10:00:00"): (3, 4)}
     assert commit() == 0  # nothing new: nothing written
+
+
+def test_a_window_that_expires_while_only_followed_is_tombstoned_once_owned() -> None:
+    from lumu_cli.snapshots import Tally, decode
+
+    clock = [ms("2025-12-05T10:00:05")]
+    minute = Window(60_000, keep=1)
+    owner, heir = Tally([minute], clock=lambda: clock[0]), Tally([minute], clock=lambda: clock[0])
+    owner.take(0, 0)
+    stamp = clock[0] // 1000 - 1
+    owner.count(0, list(range(20)), [
+        f'{{"device_ip": "10.0.0.{n}", "timestamp": {stamp}}}'.encode() for n in range(20)
+    ])  # fmt: skip
+    records = owner.changes("t", [0], "now")
+    owner.written([0], "now")
+    heir.read("t", [decode(k, v) for k, v in records])  # the owner is killed: the heir follows
+    clock[0] += 3 * 60_000
+    assert heir.window_sets(minute).counts == {}  # expired in memory while only followed
+    heir.take(0, 0)  # then owned: its records are due as tombstones
+    window = f"t/0/w/1m/{ms('2025-12-05T10:00:00')}/".encode()
+    written = [k for k, _ in records if k.startswith(window)]
+    tombstones = [k for k, v in heir.changes("t", [0], "now") if v is None]
+    assert sorted(tombstones) == sorted(written)
+    assert len(written) == 2  # its meta and its one IPv4 piece
