@@ -184,6 +184,9 @@ class Tally:
         self.ips = UniqueIPs()
         self.windows = tuple(windows)
         self.clock = clock
+        # each size's union over partitions, of addresses only (messages, late and future are
+        # summed from the partitions when asked): kept as the records come, as `ips` is
+        self._unions = {window.name: WindowSets(window) for window in self.windows}
 
     @property
     def messages(self) -> int:
@@ -226,19 +229,31 @@ class Tally:
             part.next_offset = offsets[-1] + 1
         if self.windows:
             now = self.clock()
+            times = checked.v4_millis, checked.v4, checked.v6_millis, checked.v6
             for window in self.windows:
                 local = partition in self.local
                 sets = part.windows.setdefault(window.name, WindowSets(window, local=local))
-                sets.add(now, checked.v4_millis, checked.v4, checked.v6_millis, checked.v6)
+                sets.add(now, *times)
+                self._unions[window.name].add(now, *times)
 
     def window_sets(self, window: Window) -> WindowSets:
-        """The exact union of every partition's windows of that size, as of now."""
+        """The union of every partition's windows of that size, as of now: a snapshot of the
+        windows (their sets shared, read-only) with the messages, late and future summed."""
         now = self.clock()
         parts = [part.windows[window.name] for part in self.partitions.values()
                  if window.name in part.windows]  # fmt: skip
         for sets in parts:
-            sets.expire(now)
-        return WindowSets.union(parts, window)
+            if sets.local:
+                sets.expire(now)
+        union = self._unions[window.name]
+        union.expire(now)
+        shown = WindowSets(window)
+        shown.late = sum(sets.late for sets in parts)
+        shown.future = sum(sets.future for sets in parts)
+        for start, counts in union.counts.items():
+            messages = sum(sets.counts[start].messages for sets in parts if start in sets.counts)
+            shown.counts[start] = WindowCounts(counts.ips, messages)
+        return shown
 
     # ------------------------------------------------------------ snapshots
 
@@ -370,13 +385,16 @@ class Tally:
             sets.counts.pop(start, None)
             return
         counts = sets.counts.setdefault(start, WindowCounts())
+        union = self._unions[name].counts.setdefault(start, WindowCounts())
         if piece == "meta":
             assert isinstance(record.value, dict)
             counts.messages = record.value.get("messages", 0)
         elif piece.startswith("v4/"):
             counts.ips.add_pieces([record.value], [])  # type: ignore[list-item]
+            union.ips.add_pieces([record.value], [])  # type: ignore[list-item]
         else:
             counts.ips.add_pieces([], [record.value])  # type: ignore[list-item]
+            union.ips.add_pieces([], [record.value])  # type: ignore[list-item]
             sets.note_bound(start, bytes.fromhex(piece[3:]))
 
     def check(self) -> list[str]:
@@ -398,10 +416,15 @@ class Tally:
         self.partitions.clear()
         self.local.clear()
         self.ips = UniqueIPs()
+        self._unions = {window.name: WindowSets(window) for window in self.windows}
 
     def _drop(self, partition: int) -> None:
         if self.partitions.pop(partition, None) is not None:
             self.ips = UniqueIPs.union([part.ips for part in self.partitions.values()])
+            for window in self.windows:
+                parts = [part.windows[window.name] for part in self.partitions.values()
+                         if window.name in part.windows]  # fmt: skip
+                self._unions[window.name] = WindowSets.union(parts, window)
 
 
 def _follow(part: PartitionTally, meta: Meta) -> None:

@@ -191,17 +191,19 @@ class WindowSets:
         return counts
 
     def expire(self, now_ms: int) -> list[int]:
-        """Drop the windows that have fallen out of the kept range; their starts. Their records
-        are tombstoned by the next `changes` of the partition's owner: this instance's once it
-        owns the partition, even if the window expired while it only followed it."""
+        """Drop the windows that have fallen out of the kept range; their starts. Of a local
+        partition, their records are tombstoned by the next `changes`. (A followed partition's
+        windows are not expired here: its owner tombstones them, or this instance once it owns
+        the partition.)"""
         first, last = self.window.kept(now_ms)
         gone = sorted(start for start in self.counts if not first <= start <= last)
         for start in gone:
             counts = self.counts.pop(start)
-            self._gone[start] = [
-                *(f"v4/{key:0{V4_DIGITS}x}" for key in _v4_keys(counts.ips)),
-                *(f"v6/{bound.hex()}" for bound in self._bounds.pop(start, ())),
-            ]
+            if self.local:
+                self._gone[start] = [
+                    *(f"v4/{key:0{V4_DIGITS}x}" for key in _v4_keys(counts.ips)),
+                    *(f"v6/{bound.hex()}" for bound in self._bounds.pop(start, ())),
+                ]
             self._trackers.pop(start, None)
             self._dirty.discard(start)
         return gone
