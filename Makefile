@@ -34,7 +34,7 @@ browser:  # the browser test drives Debian's chromium: installed with apt-get wh
 	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
-bench: install  # eleven scripts, about 20 minutes; the Kafka ones start their own broker on 127.0.0.1:29192, cluster.py a 3-node cluster on 29600
+bench: install  # twelve scripts, about 22 minutes; the Kafka ones start their own broker on 127.0.0.1:29192, cluster.py a 3-node cluster on 29600
 	$(BIN)/python bench/ts_parse.py
 	$(BIN)/python bench/ts_forms.py
 	$(BIN)/python bench/cli_startup.py
@@ -46,6 +46,7 @@ bench: install  # eleven scripts, about 20 minutes; the Kafka ones start their o
 	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/state.py
 	$(BIN)/python bench/cluster.py
+	$(BIN)/python bench/windows.py
 
 mutate: install  # mutation check of the state code, by unit tests only; MODULE=events runs one module
 	$(BIN)/mutmut run --max-children 2 $(if $(MODULE),'lumu_cli.$(MODULE).*')
