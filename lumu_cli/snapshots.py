@@ -236,12 +236,16 @@ class Tally:
                 sets.add(now, *times)
                 self._unions[window.name].add(now, *times)
 
+    def partition_windows(self, window: Window) -> list[WindowSets]:
+        """Each partition's windows of that size (of the partitions that have any)."""
+        named = window.name
+        return [part.windows[named] for part in self.partitions.values() if named in part.windows]
+
     def window_sets(self, window: Window) -> WindowSets:
         """The union of every partition's windows of that size, as of now: a snapshot of the
         windows (their sets shared, read-only) with the messages, late and future summed."""
         now = self.clock()
-        parts = [part.windows[window.name] for part in self.partitions.values()
-                 if window.name in part.windows]  # fmt: skip
+        parts = self.partition_windows(window)
         for sets in parts:
             if sets.local:
                 sets.expire(now)
@@ -422,8 +426,7 @@ class Tally:
         if self.partitions.pop(partition, None) is not None:
             self.ips = UniqueIPs.union([part.ips for part in self.partitions.values()])
             for window in self.windows:
-                parts = [part.windows[window.name] for part in self.partitions.values()
-                         if window.name in part.windows]  # fmt: skip
+                parts = self.partition_windows(window)
                 self._unions[window.name] = WindowSets.union(parts, window)
 
 

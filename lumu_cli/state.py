@@ -489,10 +489,8 @@ def describe(config: dict[str, str], group: str, timeout: float) -> Saved:
             )  # fmt: skip
             unique = len(part.ips)
             partitions.append(SavedPartition(partition, meta, unique, len(mine), sum(mine)))
-        parts = tally.partitions.values()
         unions = tuple(
-            WindowSets.union([part.windows[w.name] for part in parts if w.name in part.windows], w)
-            for w in windows
+            WindowSets.union(tally.partition_windows(window), window) for window in windows
         )  # as saved: none expired here (which are kept is the counting instances' rule)
         if partitions:
             saved.append(SavedTopic(topic, len(tally.ips), partitions, unions))
