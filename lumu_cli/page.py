@@ -70,6 +70,7 @@ function rows(id, cells) {
   }));
 }
 const MS = {s: 1e3, m: 6e4, h: 36e5, d: 864e5};
+const millis = (size) => parseInt(size, 10) * MS[size.at(-1)];  // "15m" -> 900000
 function shape(tag, attributes) {
   const node = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
@@ -77,7 +78,7 @@ function shape(tag, attributes) {
 }
 function chart(size, counts) {
   // A bar per window with records, placed by its start: windows without records are gaps.
-  const ms = parseInt(size, 10) * MS[size.at(-1)];
+  const ms = millis(size);
   const slot = (c) => (Date.parse(c.start) - Date.parse(counts[0].start)) / ms;
   const top = counts.reduce((most, c) => Math.max(most, c.unique_ips), 1);
   const svg = document.getElementById("window-chart");
@@ -99,7 +100,7 @@ function windows(sizes) {
   if (!sizes) return;
   const now = Date.now();
   rows("window-sizes", Object.entries(sizes).map(([size, w]) => {
-    const current = w.counts.filter((c) => Date.parse(c.start) <= now).at(-1);
+    const current = w.counts.find((c) => Date.parse(c.start) === now - now % millis(size));
     return [size, number(current?.unique_ips), number(current?.messages),
             number(w.late), number(w.future)];
   }));
