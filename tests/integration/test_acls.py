@@ -154,6 +154,15 @@ def all_but_one(rules: list[Acl]) -> Iterator[tuple[Acl, list[Acl]]]:
         yield rule, rules[:index] + rules[index + 1 :]
 
 
+def each_is_needed(
+    secured: Secured, grants: Grants, rules: list[Acl], lines: list[str], *args: str
+) -> None:
+    """With every rule but one granted, in turn, `lumu *args` is refused with that one's line."""
+    for (missing, granted), line in zip(all_but_one(rules), lines, strict=True):
+        grants.only(granted)
+        assert refusal(lumu(secured, *args)) == line, missing
+
+
 def test_produce_needs_write_and_create_on_its_topic(secured: Secured, grants: Grants) -> None:
     topic = f"acl-produce-{uuid.uuid4().hex[:12]}"
     rules = acls.produce(topic)
@@ -166,9 +175,7 @@ def test_produce_needs_write_and_create_on_its_topic(secured: Secured, grants: G
         not_authorized("CREATE", "topic", topic, f"CREATE on topic '{topic}'"),
     ]
     args = ("produce", "-t", topic, "--rate", "0", "--count", "500", "--seed", "3")
-    for (missing, granted), line in zip(all_but_one(rules), expected, strict=True):
-        grants.only(granted)
-        assert refusal(lumu(secured, *args)) == line, missing
+    each_is_needed(secured, grants, rules, expected, *args)
 
     grants.only(rules)
     created = lumu(secured, *args)
@@ -234,9 +241,7 @@ def test_track_needs_each_acl_of_its_list_and_counts_exactly_with_them(
         not_authorized("DESCRIBE_CONFIGS", "topic", state, f"DESCRIBE_CONFIGS on topic '{state}'"),
         not_authorized("DESCRIBE", "group", name, f"DESCRIBE on group '{name}'"),
     ]
-    for (missing, granted), line in zip(all_but_one(saved), lines, strict=True):
-        grants.only(granted)
-        assert refusal(lumu(secured, "state", "-g", name)) == line, missing
+    each_is_needed(secured, grants, saved, lines, "state", "-g", name)
     grants.only(saved)
     shown = lumu(secured, "state", "-g", name, "--json")
     assert shown.returncode == 0, shown.stderr
@@ -264,9 +269,7 @@ def test_track_without_state_needs_only_the_topic_and_the_group(
         not_authorized("READ", "group", group, f"READ on group '{group}'"),
     ]
     args = ("track", "-t", topic, "-g", group, "-e", "--from-beginning", "--no-state")
-    for (missing, granted), line in zip(all_but_one(rules), expected, strict=True):
-        grants.only(granted)
-        assert refusal(lumu(secured, *args)) == line, missing
+    each_is_needed(secured, grants, rules, expected, *args)
     grants.only(rules)
     done = lumu(secured, *args)
     assert done.returncode == 1, done.stderr
