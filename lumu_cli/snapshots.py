@@ -233,8 +233,9 @@ class Tally:
             for window in self.windows:
                 local = partition in self.local
                 sets = part.windows.setdefault(window.name, WindowSets(window, local=local))
-                sets.add(now, *times)
-                self._unions[window.name].add(now, *times)
+                grouped = window.group(now, *times)  # once for the partition and the union
+                sets.add_grouped(grouped)
+                self._unions[window.name].add_grouped(grouped)
 
     def partition_windows(self, window: Window) -> list[WindowSets]:
         """Each partition's windows of that size (of the partitions that have any)."""

@@ -19,6 +19,7 @@ __all__ = ["V4_DIGITS", "V4_SHIFT", "V6_PIECE", "Pieces", "UniqueIPs", "v4_piece
 
 _V6 = np.dtype("S16")  # big-endian address bytes: byte order is numeric order
 _MERGE_AT = 1 << 16
+V4_BUFFER = 1 << 14  # IPv4 addresses a buffered set holds back at most
 V4_SHIFT = 18  # an IPv4 piece: the addresses sharing their high 14 bits (4 Roaring containers)
 V4_DIGITS = 4  # hex digits that name one
 V6_PIECE = 4096  # IPv6 addresses in one piece at most (64 KiB); a fuller piece is split in halves
@@ -31,16 +32,45 @@ V6Piece = npt.NDArray[np.bytes_]
 
 
 class UniqueIPs:
-    """An exact set of IPv4 and IPv6 addresses, given as ints (IPv4) and packed bytes (IPv6)."""
+    """An exact set of IPv4 and IPv6 addresses, given as ints (IPv4) and packed bytes (IPv6).
 
-    def __init__(self) -> None:
-        self.v4 = BitMap()
+    `buffered`: IPv4 arrays added wait in a buffer and go into the bitmap together, when
+    `V4_BUFFER` addresses wait or the set is read. Many small additions of scattered addresses
+    (a window's share of each batch) cost a bitmap far less so: each new container is then
+    made in one pass over the bitmap, not by an insertion of its own.
+    """
+
+    def __init__(self, *, buffered: bool = False) -> None:
+        self._v4 = BitMap()
+        self._v4_waiting: list[npt.NDArray[np.uint32]] = []
+        self._v4_waiting_count = 0
+        self._buffered = buffered
         self._v6: npt.NDArray[np.bytes_] = np.empty(0, _V6)
         self._pending: set[bytes] = set()
 
+    @property
+    def v4(self) -> BitMap:
+        """The IPv4 addresses (those waiting in the buffer included)."""
+        if self._v4_waiting:
+            waiting = np.unique(np.concatenate(self._v4_waiting))
+            self._v4_waiting, self._v4_waiting_count = [], 0
+            self._v4 |= BitMap(array.array(_U32, waiting.astype(np.uint32).tobytes()))
+        return self._v4
+
+    @v4.setter
+    def v4(self, bitmap: BitMap) -> None:
+        self._v4 = bitmap
+
     def add_v4(self, addresses: Iterable[int] | npt.NDArray[np.uint32]) -> None:
         """Add IPv4 addresses given as 32-bit integers (sorted, they go in sooner)."""
-        if isinstance(addresses, np.ndarray):  # pyroaring reads an array.array's buffer at once
+        if isinstance(addresses, np.ndarray):
+            if self._buffered:
+                self._v4_waiting.append(addresses)
+                self._v4_waiting_count += len(addresses)
+                if self._v4_waiting_count >= V4_BUFFER:
+                    self.v4  # noqa: B018  # (reading it empties the buffer into the bitmap)
+                return
+            # pyroaring reads an array.array's buffer at once
             addresses = array.array(_U32, addresses.astype(np.uint32, copy=False).tobytes())
         self.v4.update(addresses)
 

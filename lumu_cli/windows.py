@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +75,50 @@ class Window:
         current = self.start(now_ms)
         return current - (self.keep - 1) * self.size_ms, current + self.size_ms
 
+    def group(
+        self,
+        now_ms: int,
+        v4_millis: npt.NDArray[np.int64],
+        v4: npt.NDArray[np.uint32],
+        v6_millis: Sequence[int] = (),
+        v6: Sequence[bytes] = (),
+    ) -> Grouped:
+        """Valid records (IPv4 by address and event time, then IPv6) sorted out by window:
+        how many are late and future, and each kept window's share."""
+        first, last = self.kept(now_ms)
+        starts = v4_millis - v4_millis % self.size_ms
+        inside = (starts >= first) & (starts <= last)
+        grouped = Grouped(
+            int(np.count_nonzero(starts < first)), int(np.count_nonzero(starts > last))
+        )
+        if inside.any():
+            kept_starts, kept_v4 = starts[inside], v4[inside]
+            order = np.argsort(kept_starts, kind="stable")  # each run keeps its order
+            kept_starts, kept_v4 = kept_starts[order], kept_v4[order]
+            at = [0, *(np.flatnonzero(np.diff(kept_starts)) + 1).tolist(), len(kept_starts)]
+            grouped.v4.extend(
+                (int(kept_starts[low]), kept_v4[low:high]) for low, high in pairwise(at)
+            )
+        for millis, packed in zip(v6_millis, v6, strict=True):
+            start = self.start(millis)
+            if start < first:
+                grouped.late += 1
+            elif start > last:
+                grouped.future += 1
+            else:
+                grouped.v6.append((start, packed))
+        return grouped
+
+
+@dataclass
+class Grouped:
+    """Records sorted out by window (`Window.group`): late, future, and each window's share."""
+
+    late: int
+    future: int
+    v4: list[tuple[int, npt.NDArray[np.uint32]]] = field(default_factory=list)  # start, run
+    v6: list[tuple[int, bytes]] = field(default_factory=list)  # start, address
+
 
 def parse_windows(texts: Iterable[str]) -> tuple[Window, ...]:
     """--window values (each may hold several, comma-separated, as LUMU_WINDOWS does), smallest
@@ -108,7 +153,7 @@ def _parse(spec: str, text: str) -> Window:
 class WindowCounts:
     """One window's exact set and its count of valid records."""
 
-    ips: UniqueIPs = field(default_factory=UniqueIPs)
+    ips: UniqueIPs = field(default_factory=lambda: UniqueIPs(buffered=True))
     messages: int = 0
 
 
@@ -145,41 +190,25 @@ class WindowSets:
     ) -> set[int]:
         """Count valid records, IPv4 ones by address and event time, then IPv6 ones; the starts
         of the windows that changed."""
-        first, last = self.window.kept(now_ms)
-        changed: set[int] = set()
-        starts = v4_millis - v4_millis % self.window.size_ms
-        inside = (starts >= first) & (starts <= last)
-        self.late += int(np.count_nonzero(starts < first))
-        self.future += int(np.count_nonzero(starts > last))
-        if inside.any():
-            kept_starts, kept_v4 = starts[inside], v4[inside]
-            order = np.argsort(kept_starts, kind="stable")
-            kept_starts, kept_v4 = kept_starts[order], kept_v4[order]
-            bounds = np.flatnonzero(np.diff(kept_starts)) + 1
-            for run_starts, run_v4 in zip(
-                np.split(kept_starts, bounds), np.split(kept_v4, bounds), strict=True
-            ):
-                start = int(run_starts[0])
-                counts = self._counts(start)
-                sorted_v4 = np.sort(run_v4)
-                counts.ips.add_v4(sorted_v4)
-                counts.messages += len(run_v4)
-                if self.local:
-                    self._trackers[start].touch(sorted_v4, ())
-                changed.add(start)
-        for millis, packed in zip(v6_millis, v6, strict=True):
-            start = self.window.start(millis)
-            if start < first:
-                self.late += 1
-            elif start > last:
-                self.future += 1
-            else:
-                counts = self._counts(start)
-                counts.ips.add_v6([packed])
-                counts.messages += 1
-                if self.local:
-                    self._trackers[start].touch((), [packed])
-                changed.add(start)
+        return self.add_grouped(self.window.group(now_ms, v4_millis, v4, v6_millis, v6))
+
+    def add_grouped(self, grouped: Grouped) -> set[int]:
+        """Count records `Window.group` sorted out (one grouping serves several sets)."""
+        self.late += grouped.late
+        self.future += grouped.future
+        for start, run in grouped.v4:
+            counts = self._counts(start)
+            counts.ips.add_v4(run)
+            counts.messages += len(run)
+            if self.local:
+                self._trackers[start].touch(run, ())
+        for start, packed in grouped.v6:
+            counts = self._counts(start)
+            counts.ips.add_v6([packed])
+            counts.messages += 1
+            if self.local:
+                self._trackers[start].touch((), [packed])
+        changed = {start for start, _ in grouped.v4} | {start for start, _ in grouped.v6}
         self._dirty |= changed
         return changed
 

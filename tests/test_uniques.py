@@ -9,7 +9,11 @@ from __future__ import annotations
 import ipaddress
 import random
 
+import numpy as np
+import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lumu_cli.uniques import Pieces, UniqueIPs
 
@@ -206,3 +210,30 @@ def test_pieces_of_a_snapshot_not_stored_are_due_again_with_those_grown_since() 
     pieces.written()
     _grow(ips, pieces, [1], [])  # already there: no piece changed
     assert pieces.changed() == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(0, 2**32 - 1), max_size=3000).map(
+            lambda xs: np.array(sorted(xs), np.uint32)
+        ),
+        max_size=12,
+    ),
+    st.integers(0, 12),
+)
+def test_a_buffered_set_holds_what_an_unbuffered_one_does_whenever_it_is_read(
+    batches: list[npt.NDArray[np.uint32]], read_at: int
+) -> None:
+    from lumu_cli.uniques import V4_BUFFER
+
+    buffered, plain = UniqueIPs(buffered=True), UniqueIPs()
+    for n, batch in enumerate(batches):
+        buffered.add_v4(batch)
+        plain.add_v4(batch)
+        if n == read_at:  # a read in between empties the buffer into the bitmap
+            assert len(buffered) == len(plain)
+    assert buffered._v4_waiting_count < V4_BUFFER  # never more held back than that
+    assert list(buffered.v4) == list(plain.v4)
+    pieces = Pieces(buffered)  # what a commit reads sees every address
+    assert pieces.ips.v4 == plain.v4
