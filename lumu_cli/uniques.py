@@ -9,6 +9,7 @@ changes nothing, which is what makes replaying a Kafka partition safe.
 from __future__ import annotations
 
 import array
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -38,6 +39,9 @@ class UniqueIPs:
     `V4_BUFFER` addresses wait or the set is read. Many small additions of scattered addresses
     (a window's share of each batch) cost a bitmap far less so: each new container is then
     made in one pass over the bitmap, not by an insertion of its own.
+
+    Reading a set empties its buffers into it (IPv4 waiting, IPv6 pending), so a set that one
+    thread adds to and another reads (a window's union, shown over HTTP) holds a lock for both.
     """
 
     def __init__(self, *, buffered: bool = False) -> None:
@@ -47,14 +51,17 @@ class UniqueIPs:
         self._buffered = buffered
         self._v6: npt.NDArray[np.bytes_] = np.empty(0, _V6)
         self._pending: set[bytes] = set()
+        self._lock = threading.RLock()
 
     @property
     def v4(self) -> BitMap:
         """The IPv4 addresses (those waiting in the buffer included)."""
         if self._v4_waiting:
-            waiting = np.unique(np.concatenate(self._v4_waiting))
-            self._v4_waiting, self._v4_waiting_count = [], 0
-            self._v4 |= BitMap(array.array(_U32, waiting.astype(np.uint32).tobytes()))
+            with self._lock:
+                if self._v4_waiting:
+                    waiting = np.unique(np.concatenate(self._v4_waiting))
+                    self._v4_waiting, self._v4_waiting_count = [], 0
+                    self._v4 |= BitMap(array.array(_U32, waiting.astype(np.uint32).tobytes()))
         return self._v4
 
     @v4.setter
@@ -65,10 +72,11 @@ class UniqueIPs:
         """Add IPv4 addresses given as 32-bit integers (sorted, they go in sooner)."""
         if isinstance(addresses, np.ndarray):
             if self._buffered:
-                self._v4_waiting.append(addresses)
-                self._v4_waiting_count += len(addresses)
-                if self._v4_waiting_count >= V4_BUFFER:
-                    self.v4  # noqa: B018  # (reading it empties the buffer into the bitmap)
+                with self._lock:
+                    self._v4_waiting.append(addresses)
+                    self._v4_waiting_count += len(addresses)
+                    if self._v4_waiting_count >= V4_BUFFER:
+                        self.v4  # noqa: B018  # (reading it empties the buffer into the bitmap)
                 return
             # pyroaring reads an array.array's buffer at once
             addresses = array.array(_U32, addresses.astype(np.uint32, copy=False).tobytes())
@@ -76,7 +84,8 @@ class UniqueIPs:
 
     def add_v6(self, packed: Iterable[bytes]) -> None:
         """Add IPv6 addresses given as their 16 packed bytes."""
-        self._pending.update(packed)
+        with self._lock:
+            self._pending.update(packed)
         if len(self._pending) >= _MERGE_AT:
             self._merge()
 
@@ -123,12 +132,13 @@ class UniqueIPs:
     def _merge(self) -> None:
         if not self._pending:
             return
-        new = np.array(sorted(self._pending), _V6)
-        self._pending.clear()
-        at = np.searchsorted(self._v6, new)
-        seen = at < len(self._v6)
-        seen[seen] = self._v6[at[seen]] == new[seen]
-        self._v6 = np.insert(self._v6, at[~seen], new[~seen])
+        with self._lock:
+            new = np.array(sorted(self._pending), _V6)
+            self._pending.clear()
+            at = np.searchsorted(self._v6, new)
+            seen = at < len(self._v6)
+            seen[seen] = self._v6[at[seen]] == new[seen]
+            self._v6 = np.insert(self._v6, at[~seen], new[~seen])
 
 
 def _union(maps: list[BitMap]) -> BitMap:

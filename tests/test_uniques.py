@@ -237,3 +237,32 @@ def test_a_buffered_set_holds_what_an_unbuffered_one_does_whenever_it_is_read(
     assert list(buffered.v4) == list(plain.v4)
     pieces = Pieces(buffered)  # what a commit reads sees every address
     assert pieces.ips.v4 == plain.v4
+
+
+def test_a_buffered_set_loses_nothing_when_another_thread_reads_it_meanwhile() -> None:
+    """A window's union is added to by the consume loop and read by the HTTP server's thread:
+    reading empties the buffers, and no address added meanwhile may be lost."""
+    import threading
+
+    rng = np.random.default_rng(7)
+    v4 = [np.sort(rng.integers(0, 2**32, 300, dtype=np.uint32)) for _ in range(400)]
+    v6 = [[bytes(rng.integers(0, 256, 16, dtype=np.uint8)) for _ in range(20)] for _ in range(400)]
+    shared, done = UniqueIPs(buffered=True), threading.Event()
+    sizes: list[int] = []
+
+    def read() -> None:
+        while not done.is_set():
+            sizes.append(len(shared))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for addresses, packed in zip(v4, v6, strict=True):
+            shared.add_v4(addresses)
+            shared.add_v6(packed)
+    finally:
+        done.set()
+        reader.join(30)
+    expected = set(np.concatenate(v4).tolist()) | {p for batch in v6 for p in batch}
+    assert len(shared) == len(expected)
+    assert sizes == sorted(sizes)  # it only ever grew, as the reader saw it
