@@ -157,7 +157,7 @@ def check_events(values: Sequence[bytes | None], *, times: bool = False) -> Chec
     if lines.count("\n") != len(values) - 1 or "\r" in lines:  # a line break in a timestamp
         return _check_each(values, range(len(values)), times)
     codes = _codes(list(map(_DEVICE_IP, events)))
-    block = parse_block((lines + "\n").encode("utf-8", "surrogatepass"), render=times)
+    block = parse_block((lines + "\n").encode("utf-8", "surrogatepass"), render=False, times=times)
     stamped = block.ok
     plain = np.ones(len(values), np.bool_)
     plain[odd] = False

@@ -211,6 +211,7 @@ class ParsedBlock:
     rendered: Bytes
     ok: npt.NDArray[np.bool_]
     errors: dict[int, InvalidTimestamp] = field(default_factory=dict)
+    times: Ints | None = None  # with `times`: each good row's epoch milliseconds
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -233,20 +234,27 @@ class ParsedBlock:
         return self.rendered[row, : OUT_WIDTH - 1].tobytes().decode() if self.ok[row] else None
 
     def millis(self) -> Ints:
-        """The epoch milliseconds of each row, read back from its rendered text (parse with
-        `render`); a bad row's value means nothing (see `ok`)."""
-        digit = self.rendered.astype(np.int64) - ord("0")
+        """The epoch milliseconds of each row (parse with `times`, or read back from its
+        rendered text with `render`); a bad row's value means nothing (see `ok`)."""
+        if self.times is not None:
+            return np.where(self.ok, self.times, 0)
+        return _millis_of(self.rendered, self.ok)
 
-        def number(col: int, width: int) -> Ints:
-            value = np.zeros(len(digit), np.int64)
-            for k in range(col, col + width):
-                value = value * 10 + digit[:, k]
-            return value
 
-        month = np.clip(number(5, 2), 1, 12)
-        days = _days_from_civil(number(0, 4), month, number(8, 2))
-        seconds = days * 86400 + number(11, 2) * 3600 + number(14, 2) * 60 + number(17, 2)
-        return np.where(self.ok, seconds * 1000 + number(20, 3), 0)
+def _millis_of(rendered: Bytes, ok: npt.NDArray[np.bool_]) -> Ints:
+    """Epoch milliseconds read back from rendered rows (`YYYY-MM-DDTHH:MM:SS.mmmZ`)."""
+    digit = rendered.astype(np.int64) - ord("0")
+
+    def number(col: int, width: int) -> Ints:
+        value = np.zeros(len(digit), np.int64)
+        for k in range(col, col + width):
+            value = value * 10 + digit[:, k]
+        return value
+
+    month = np.clip(number(5, 2), 1, 12)
+    days = _days_from_civil(number(0, 4), month, number(8, 2))
+    seconds = days * 86400 + number(11, 2) * 3600 + number(14, 2) * 60 + number(17, 2)
+    return np.where(ok, seconds * 1000 + number(20, 3), 0)
 
 
 def parse_block(
@@ -258,8 +266,10 @@ def parse_block(
     render: bool = True,
     year: int | None = None,
     formats: Sequence[str] = (),
+    times: bool = False,
 ) -> ParsedBlock:
-    """Parse every newline-terminated line of `data` (without `render`, only which are good).
+    """Parse every newline-terminated line of `data` (without `render`, only which are good;
+    with `times`, each good line's epoch milliseconds too, rendered or not).
 
     With `formats`, which are tried before any built-in form, every line is parsed on its own.
     """
@@ -271,15 +281,18 @@ def parse_block(
     lengths -= (lengths > 0) & (chars[np.maximum(ends - 1, 0)] == ord("\r"))
     block = ParsedBlock(
         first_line, data, starts, lengths, np.empty((len(ends), OUT_WIDTH), np.uint8),
-        np.zeros(len(ends), np.bool_),
+        np.zeros(len(ends), np.bool_), times=np.zeros(len(ends), np.int64) if times else None,
     )  # fmt: skip
     if not formats:
         _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
         _parse_epoch_digits(block, chars, unit, render=render)
         _parse_templates(block, chars, naive_is_utc=tz is None, year=year, render=render)
     rules = partial(normalize, unit=unit, tz=tz, year=year, formats=formats)
-    for row in np.flatnonzero(~block.ok):
+    rest = np.flatnonzero(~block.ok)
+    for row in rest:
         _parse_one(block, int(row), rules)
+    if block.times is not None and len(rest):  # the definition's answers: read back
+        block.times[rest] = _millis_of(block.rendered[rest], block.ok[rest])
     return block
 
 
@@ -298,9 +311,12 @@ def _parse_common_shapes(
             if candidate.zone == "" and not naive_is_utc:
                 continue
             hit = np.flatnonzero((shape == candidate.pattern) & dashes)
-            if len(hit) and render:
+            if len(hit) and (render or block.times is not None):
                 millis, valid = candidate.millis(line[hit])
-                block.rendered[rows[hit[valid]]] = _render(millis[valid])
+                if render:
+                    block.rendered[rows[hit[valid]]] = _render(millis[valid])
+                if block.times is not None:
+                    block.times[rows[hit[valid]]] = millis[valid]
                 block.ok[rows[hit[valid]]] = True
             elif len(hit):
                 block.ok[rows[hit[candidate.valid(line[hit])]]] = True
@@ -467,6 +483,8 @@ def _parse_templates(
             millis, good = template.millis(line, year)
             if render:
                 block.rendered[rows[good]] = _render(millis[good])
+            if block.times is not None:
+                block.times[rows[good]] = millis[good]
             block.ok[rows[good]] = True
             rows, line = rows[~good], line[~good]
             if not len(rows):
@@ -503,6 +521,8 @@ def _parse_epoch_digits(block: ParsedBlock, chars: Bytes, unit: Unit, *, render:
         valid = millis <= _MAX_MS
         if render:
             block.rendered[rows[valid]] = _render(millis[valid])
+        if block.times is not None:
+            block.times[rows[valid]] = millis[valid]
         block.ok[rows[valid]] = True
 
 

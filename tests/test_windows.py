@@ -189,8 +189,12 @@ def test_a_block_gives_the_epoch_milliseconds_of_each_good_line(values: list[obj
     from lumu_cli.tsstream import parse_block
 
     texts = [v.isoformat() if isinstance(v, datetime) else str(v) for v in values]
-    block = parse_block(("\n".join(texts) + "\n").encode())
+    data = ("\n".join(texts) + "\n").encode()
+    block = parse_block(data)
     millis = block.millis()
+    timed = parse_block(data, render=False, times=True)  # as records are checked: no text
+    assert timed.ok.tolist() == block.ok.tolist()
+    assert timed.millis().tolist() == millis.tolist()
     for row, text in enumerate(texts):
         try:
             instant = parse_timestamp(text)
