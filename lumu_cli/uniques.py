@@ -20,7 +20,7 @@ __all__ = ["V4_DIGITS", "V4_SHIFT", "V6_PIECE", "Pieces", "UniqueIPs", "v4_piece
 
 _V6 = np.dtype("S16")  # big-endian address bytes: byte order is numeric order
 _MERGE_AT = 1 << 16
-V4_BUFFER = 1 << 14  # IPv4 addresses a buffered set holds back at most
+V4_BUFFER = 1 << 16  # IPv4 addresses a buffered set holds back at most (256 KiB)
 V4_SHIFT = 18  # an IPv4 piece: the addresses sharing their high 14 bits (4 Roaring containers)
 V4_DIGITS = 4  # hex digits that name one
 V6_PIECE = 4096  # IPv6 addresses in one piece at most (64 KiB); a fuller piece is split in halves
