@@ -1,8 +1,10 @@
-"""Where records are checked: in the consume loop's own thread, or in worker processes.
+"""Where records are checked: in the consume loop's own thread, in threads, or in processes.
 
-Checking a record is pure Python work (decode, address, timestamp), so a second core helps only
-through a second process. `Pooled` sends each large batch to a worker and hands back a future;
-the tracker applies results in the order the batches were read, so counts and offsets stay exact.
+With the native checker (native_events), a batch is checked without the GIL, so a thread beside
+the consume loop checks one batch while the loop reads the next: `Threaded`. Without it, checking
+is Python work (decode, address, timestamp), and a second core helps only through a second
+process: `Pooled`. Either hands back a future; the tracker applies results in the order the
+batches were read, so counts and offsets stay exact.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from functools import partial
 from typing import Protocol
 
-from lumu_cli.events import Checked, check_events
+from lumu_cli.events import Checked
+from lumu_cli.native_events import check_events
 
-__all__ = ["Checker", "Inline", "Pooled", "default_workers"]
+__all__ = ["Checker", "Inline", "Pooled", "Threaded", "default_workers"]
 
 POOL_MIN = 2000  # a smaller batch is checked at once: shipping it would cost more than it saves
 
@@ -106,3 +109,19 @@ class Pooled(Inline):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
+
+
+class Threaded(Inline):
+    """Checks large batches in `workers` threads, for the native checker, which lets go of the
+    GIL while it reads a batch."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="lumu-check")
+
+    def submit(self, values: Sequence[bytes | None]) -> Future[Checked]:
+        if len(values) < POOL_MIN:
+            return super().submit(values)
+        return self._pool.submit(partial(check_events, times=self.times), values)
+
+    def close(self) -> None:
+        self._pool.shutdown(cancel_futures=True)

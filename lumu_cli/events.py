@@ -329,11 +329,15 @@ def _check_each(
             out._invalid(Reason.BAD_TIMESTAMP, index)
     stamps: list[int] = []
     if lines:
-        block = parse_block(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
-        ok = block.ok
-        stamps = block.millis().tolist() if times else [0] * len(ips)
-        if not ok.all():
-            flags = ok.tolist()
+        if len(lines) < BATCH_MIN:  # one by one: a block's fixed cost is larger
+            found = list(map(_millis, lines))
+            flags = [millis is not None for millis in found]
+            stamps = [millis or 0 for millis in found]
+        else:
+            block = parse_block(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
+            flags = block.ok.tolist()
+            stamps = block.millis().tolist() if times else [0] * len(ips)
+        if not all(flags):
             for index in compress(stamped, [not good for good in flags]):
                 out._invalid(Reason.BAD_TIMESTAMP, index)
             ips, stamps = list(compress(ips, flags)), list(compress(stamps, flags))

@@ -21,7 +21,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from lumu_cli.events import Checked, check_events
+from lumu_cli.events import Checked
+from lumu_cli.native_events import check_events
 from lumu_cli.uniques import (
     V4_DIGITS,
     Pieces,

@@ -284,8 +284,9 @@ def parse_block(
         np.zeros(len(ends), np.bool_), times=np.zeros(len(ends), np.int64) if times else None,
     )  # fmt: skip
     if not formats:
-        _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
-        _parse_epoch_digits(block, chars, unit, render=render)
+        if not _parse_natively(block, data, unit, naive_is_utc=tz is None, render=render):
+            _parse_common_shapes(block, chars, naive_is_utc=tz is None, render=render)
+            _parse_epoch_digits(block, chars, unit, render=render)
         _parse_templates(block, chars, naive_is_utc=tz is None, year=year, render=render)
     rules = partial(normalize, unit=unit, tz=tz, year=year, formats=formats)
     rest = np.flatnonzero(~block.ok)
@@ -294,6 +295,25 @@ def parse_block(
     if block.times is not None and len(rest):  # the definition's answers: read back
         block.times[rest] = _millis_of(block.rendered[rest], block.ok[rest])
     return block
+
+
+def _parse_natively(
+    block: ParsedBlock, data: bytes, unit: Unit, *, naive_is_utc: bool, render: bool
+) -> bool:
+    """The common shapes and epoch digits read by the native checker, the same rows as
+    `_parse_common_shapes` and `_parse_epoch_digits` read; False when it is not there."""
+    from lumu_cli import native_events  # (here: it imports events, which imports this module)
+
+    found = native_events.parse_lines(data, unit=str(unit), naive_utc=naive_is_utc, render=render)
+    if found is None:
+        return False
+    ok, rendered, millis = found
+    block.ok = np.frombuffer(ok, np.bool_).copy()
+    if render:
+        block.rendered = np.frombuffer(rendered, np.uint8).reshape(-1, OUT_WIDTH).copy()
+    if block.times is not None:
+        block.times = np.frombuffer(millis, np.int64).copy()
+    return True
 
 
 def _parse_common_shapes(

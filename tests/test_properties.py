@@ -3,8 +3,8 @@
 1. Round trips: an instant written in every supported form parses back to that instant.
 2. Fuzzing: arbitrary or nearly valid input either parses to an aware UTC datetime or raises
    InvalidTimestamp, never anything else.
-3. The numpy fast path of `parse_block` agrees with `normalize` (the definition) line for line,
-   rendering or only checking.
+3. The fast paths of `parse_block` (the native reader, and numpy's arrays) agree with
+   `normalize` (the definition) line for line, rendering or only checking.
 4. Fractions are truncated, never rounded.
 
 Expected values come from datetime arithmetic and this file's own formatting (`iso_ms`), never
@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from lumu_cli import native_events
 from lumu_cli.errors import InvalidTimestamp
 from lumu_cli.timestamps import AUTO_RULE, Unit, format_timestamp, normalize, parse_timestamp
 from lumu_cli.tsstream import parse_block
@@ -678,6 +679,19 @@ def expected_rows(
 
 
 def check_block(
+    lines: list[tuple[bytes, bool]], unit: Unit, tz: tzinfo | None, lo: int, hi: int
+) -> None:
+    """parse_block as the definition says, with the native reader (the default where it is
+    built) and with numpy's arrays alone."""
+    check_block_once(lines, unit, tz, lo, hi)
+    native, native_events.native = native_events.native, None
+    try:
+        check_block_once(lines, unit, tz, lo, hi)
+    finally:
+        native_events.native = native
+
+
+def check_block_once(
     lines: list[tuple[bytes, bool]], unit: Unit, tz: tzinfo | None, lo: int, hi: int
 ) -> None:
     data = b"".join(raw + (b"\r\n" if crlf else b"\n") for raw, crlf in lines)

@@ -82,7 +82,8 @@ Workers = Annotated[
         envvar="LUMU_WORKERS",
         min=0,
         metavar="N",
-        help="Processes that check records beside the consume loop; 0 checks them in it.",
+        help="Threads (processes, without the native checker) that check records beside the "
+        "consume loop; 0 checks them in it.",
         show_default="one per core beyond the first, at most 4",
     ),
 ]
@@ -324,9 +325,10 @@ def _count(
 ) -> tuple[Stats, int]:
     """What `track` and `serve` share: consume, count, keep the state, serve; the final stats."""
     from lumu_cli.acls import TOPIC, Acl
-    from lumu_cli.checkers import Inline, Pooled, default_workers
+    from lumu_cli.checkers import Inline, Pooled, Threaded, default_workers
     from lumu_cli.events import explain
     from lumu_cli.kafka_io import Consumed, client_config, topic_exists
+    from lumu_cli.native_events import WHY_PYTHON
     from lumu_cli.snapshots import Tally
     from lumu_cli.state import Durable, Ephemeral, reset
     from lumu_cli.tracker import Tracker
@@ -370,7 +372,11 @@ def _count(
             resources.callback(keeper.close)
             keeper.restore()
         workers = default_workers() if how.workers is None else how.workers
-        checker = Pooled(workers) if workers else Inline()
+        if WHY_PYTHON is None:
+            checker: Inline = Threaded(workers) if workers else Inline()
+        else:
+            fail(f"checking records in Python: {WHY_PYTHON}")
+            checker = Pooled(workers) if workers else Inline()
         checker.times = bool(how.windows)  # windows count by event time
         tracker = Tracker(
             consumer, tally=tally, keeper=keeper or Ephemeral(consumer), exit_at_end=exit_at_end,
