@@ -119,26 +119,23 @@ fn parse_lines<'py>(
 ) -> PyResult<Option<Bound<'py, PyTuple>>> {
     let unit = Unit::from_name(unit).ok_or_else(|| PyValueError::new_err(format!("unit {unit:?}")))?;
     let parsed = guarded(py, || {
-        {
-            let lines = data.split(|&c| c == b'\n');
-            let count = data.iter().filter(|&&c| c == b'\n').count();
-            let mut ok = Vec::with_capacity(count);
-            let mut millis = Vec::with_capacity(count * 8);
-            let mut rendered = Vec::with_capacity(if render { count * stamp::OUT_WIDTH } else { 0 });
-            for line in lines.take(count) {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let found = stamp::parse(line, unit, naive_utc);
-                ok.push(u8::from(found.is_some()));
-                millis.extend_from_slice(&found.unwrap_or(0).to_ne_bytes());
-                if render {
-                    match found {
-                        Some(found) => stamp::render(found, &mut rendered),
-                        None => rendered.extend_from_slice(&[0; stamp::OUT_WIDTH]),
-                    }
-                }
+        let count = memchr::memchr_iter(b'\n', data).count();
+        let mut ok = Vec::with_capacity(count);
+        let mut millis = Vec::with_capacity(count * 8);
+        let mut rendered = Vec::with_capacity(if render { count * stamp::OUT_WIDTH } else { 0 });
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', data) {
+            let line = &data[start..end];
+            start = end + 1;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let found = stamp::parse(line, unit, naive_utc);
+            ok.push(u8::from(found.is_some()));
+            millis.extend_from_slice(&found.unwrap_or(0).to_ne_bytes());
+            if render {
+                rendered.extend_from_slice(&found.map_or([0; stamp::OUT_WIDTH], stamp::render));
             }
-            (ok, rendered, millis)
         }
+        (ok, rendered, millis)
     });
     let (ok, rendered, millis) = match parsed {
         Some(parsed) => parsed,

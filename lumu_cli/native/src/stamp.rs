@@ -167,23 +167,25 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(month <= 2), month, doy - (153 * mp + 2) / 5 + 1)
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ\n` of epoch milliseconds within years 1..9999, appended to `out`.
-pub fn render(millis: i64, out: &mut Vec<u8>) {
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ\n` of epoch milliseconds within years 1..9999.
+pub fn render(millis: i64) -> [u8; OUT_WIDTH] {
     let (days, in_day) = (millis.div_euclid(86_400_000), millis.rem_euclid(86_400_000));
     let (year, month, day) = civil_from_days(days);
-    let seconds = in_day / 1000;
-    let mut put = |value: i64, width: u32, after: u8| {
-        for k in (0..width).rev() {
-            out.push(b'0' + (value / 10_i64.pow(k) % 10) as u8);
-        }
-        out.push(after);
+    let (seconds, ms) = (in_day / 1000, in_day % 1000);
+    let mut out = *b"0000-00-00T00:00:00.000Z\n";
+    let mut put = |at: usize, value: i64| {
+        out[at] = b'0' + (value / 10) as u8;
+        out[at + 1] = b'0' + (value % 10) as u8;
     };
-    put(year, 4, b'-');
-    put(month, 2, b'-');
-    put(day, 2, b'T');
-    put(seconds / 3600, 2, b':');
-    put(seconds / 60 % 60, 2, b':');
-    put(seconds % 60, 2, b'.');
-    put(in_day % 1000, 3, b'Z');
-    out.push(b'\n');
+    put(0, year / 100);
+    put(2, year % 100);
+    put(5, month);
+    put(8, day);
+    put(11, seconds / 3600);
+    put(14, seconds / 60 % 60);
+    put(17, seconds % 60);
+    out[20] = b'0' + (ms / 100) as u8;
+    out[21] = b'0' + (ms / 10 % 10) as u8;
+    out[22] = b'0' + (ms % 10) as u8;
+    out
 }
