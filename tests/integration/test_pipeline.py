@@ -83,6 +83,29 @@ def test_track_counts_exactly_the_distinct_valid_ips(
     assert result["invalid_by_reason"] == ref.invalid
 
 
+@pytest.mark.parametrize(
+    ("native", "workers"),
+    [("1", "0"), ("1", "2"), ("0", "0"), ("0", "1")],
+    ids=["native", "native-threads", "python", "python-processes"],
+)
+def test_every_checker_counts_exactly_the_same(
+    bootstrap: str, seeded: tuple[str, dict[str, Any]], native: str, workers: str
+) -> None:
+    """The native checker, in the loop or in threads, and the Python definition, in the loop or
+    in worker processes (LUMU_NATIVE=0, as where the extension is not installed)."""
+    topic, _ = seeded
+    ref = reference(bootstrap, topic)
+    group = f"{topic}-checker-{native}-{workers}"
+    env = {"LUMU_NATIVE": native, "LUMU_WORKERS": workers}
+    done = lumu(bootstrap, topic, "track", "-e", "--from-beginning", "--group", group, env=env)
+    result = summary(done)
+    assert (result["unique_ips"], result["messages"]) == (ref.unique_ips, ref.messages)
+    assert result["invalid_by_reason"] == ref.invalid
+    told = "lumu: checking records in Python: LUMU_NATIVE=0\n"
+    assert done.stderr.count("checking records in Python") == (native == "0")
+    assert (told in done.stderr) == (native == "0")
+
+
 def test_first_invalid_record_of_each_reason_is_named_on_stderr(
     bootstrap: str, seeded: tuple[str, dict[str, Any]]
 ) -> None:
