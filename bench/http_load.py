@@ -19,20 +19,25 @@ All load comes from this process on loopback, bounded in count and time:
 2. Slow clients: BENCH_SLOW (2,000) connections, each sending its request head a piece a second
    for 4 s (within lumu's 5 s head limit), then reading the answer and staying open, idle, for the
    rest of BENCH_SLOW_SECONDS (12) s. Twice: arriving evenly over 2 s, as independent clients
-   do, and all at once in lock-step, the worst case (2,000 pieces, then 2,000 answers, due at
-   the same instant on one event loop). Meanwhile a probe process asks `GET /count` on a fresh
+   do, and all at once in lock-step, the worst case: every piece after the first is due at the
+   same instant for all 2,000 (one schedule, not one a client, so the time connecting took does
+   not spread them), and the last pieces bring 2,000 answers due at once on one event loop.
+   How long each such wave took to leave this process is reported: the server can meet the
+   pieces no closer together than that. Meanwhile a probe process asks `GET /count` on a fresh
    connection every 50 ms and times it, and the server's threads and RSS are sampled from
    /proc. Reports the peak thread count, the peak RSS above the server's own before the load,
-   the probe's p99 and worst latency, and how many slow clients were still held at the end (a
-   second request on the same connection answered).
+   the probe's count, p99 and worst latency, and how many slow clients were still held at the
+   end (a second request on the same connection answered).
 
 Every answer with status 200 is checked, the burst's, the slow clients' and the probe's: the
 body served (the baselines), or lumu's count of the preload (its unique IPs); one that is not
 is a FAIL (exit 1). Answers refused or never given are what is measured, and are counted.
 
 Targets (issue 9): the burst all answered within 5 s; 2,000 slow clients held with at most 64
-threads and at most 60 MB of extra RSS while /count answers within 100 ms. Keep-alive
-requests/s and p99 are bench/http_serve.py's. The README rows come last.
+threads and at most 60 MB of extra RSS while /count answers within 100 ms: every probe, the
+worst included (issue 21 asks the lock-step p99 under 100 ms; both are reported, and the
+verdict is the stricter one). Keep-alive requests/s and p99 are bench/http_serve.py's. The
+README rows come last.
 
 Usage: python bench/http_load.py   (env: BENCH_LOAD_PRELOAD, BENCH_BURST, BENCH_SLOW,
 BENCH_SLOW_SECONDS, LUMU_BENCH_BOOTSTRAP)
@@ -94,6 +99,13 @@ class Slow:
     probe_failures: int = 0
     probes_over: list[tuple[float, float]] = field(default_factory=list)  # (s from start, ms)
     failures: dict[str, int] = field(default_factory=dict)
+    sent: dict[int, list[float]] = field(default_factory=dict)  # piece -> when each was written
+
+    @property
+    def wave_ms(self) -> float:
+        """The longest any wave of pieces (all clients' piece k, k > 0) took to leave."""
+        waves = [max(times) - min(times) for k, times in self.sent.items() if k and times]
+        return max(waves, default=0.0) * 1000
 
     @property
     def extra_mb(self) -> float:
@@ -169,20 +181,24 @@ async def burst(port: int, clients: int, valid: Valid) -> Burst:
 async def slow_clients(
     port: int, clients: int, seconds: float, spread: float, valid: Valid, result: Slow
 ) -> None:
-    """`clients` connections, the i-th opened i/clients of `spread` s after the first, each held
-    `seconds` s from its own start."""
+    """`clients` connections, the i-th opened i/clients of `spread` s after the first, each
+    sending piece k of its head k s after its start (one schedule: with no spread, every
+    client's piece k is due at the same instant), held `seconds` s from its start."""
+    start = time.monotonic() + 0.1
+    result.sent = {k: [] for k in range(len(HEAD_PIECES))}
 
     async def one(i: int) -> None:
         writer = None
-        await asyncio.sleep(spread * i / clients)
+        began = start + spread * i / clients
+        await asyncio.sleep(max(0.0, began - time.monotonic()))
         try:
             async with asyncio.timeout(seconds + 15):
-                hold_until = time.monotonic() + seconds
+                hold_until = began + seconds
                 reader, writer = await asyncio.open_connection(HOST, port)
-                for i, piece in enumerate(HEAD_PIECES):
-                    if i:
-                        await asyncio.sleep(1.0)
+                for k, piece in enumerate(HEAD_PIECES):
+                    await asyncio.sleep(max(0.0, began + k - time.monotonic()))
                     writer.write(piece)
+                    result.sent[k].append(time.monotonic())
                 if await _status(reader, valid) != 200:
                     raise ValueError("first answer not 200")
                 await asyncio.sleep(max(0.0, hold_until - time.monotonic()))
@@ -405,8 +421,10 @@ def report_slow(
             s = slows[name, spread]
             print(f"  {label:<44} held {s.held:>5,}  threads {s.threads_before} -> peak "
                   f"{s.threads_peak:,}  RSS +{s.extra_mb:5.1f} MB  "
-                  f"probe p99 {s.probe_ms(0.99):6.1f} ms, worst {s.probe_ms(1.0):6.1f} ms, "
-                  f"{s.probe_failures} failed  failures {s.failures or 0}")  # fmt: skip
+                  f"{len(s.probes)} probes: p99 {s.probe_ms(0.99):6.1f} ms, worst "
+                  f"{s.probe_ms(1.0):6.1f} ms, {s.probe_failures} failed  failures "
+                  f"{s.failures or 0}  (each wave of pieces left this process within "
+                  f"{s.wave_ms:.0f} ms)")  # fmt: skip
             if s.probes_over:
                 over = ", ".join(f"{ms:g} ms at {at:g} s" for at, ms in s.probes_over[:8])
                 print(f"    probes over {PROBE_TARGET_MS:g} ms: {len(s.probes_over)}: {over}")
@@ -426,13 +444,16 @@ def report_slow(
             and lumu.probe_ms(1.0) <= PROBE_TARGET_MS
         )
         verdict = "met" if met else "not met"
+        p99_met = "met" if lumu.probe_ms(0.99) < PROBE_TARGET_MS else "not met"
         print(f"  target: all {slow:,} held, at most 64 threads and 60 MB extra RSS, every "
-              f"probe within {PROBE_TARGET_MS:g} ms: {verdict}")  # fmt: skip
+              f"probe within {PROBE_TARGET_MS:g} ms: {verdict} (probe p99 under "
+              f"{PROBE_TARGET_MS:g} ms: {p99_met})")  # fmt: skip
         base = slows["stdlib", spread]
 
         def shown(s: Slow) -> str:
-            return (f"held {s.held:,}, {s.threads_peak:,} threads, +{s.extra_mb:.1f} MB, probe "
-                    f"p99 {s.probe_ms(0.99):.1f} ms, worst {s.probe_ms(1.0):,.1f} ms")  # fmt: skip
+            return (f"held {s.held:,}, {s.threads_peak:,} threads, +{s.extra_mb:.1f} MB, "
+                    f"{len(s.probes)} probes: p99 {s.probe_ms(0.99):.1f} ms, worst "
+                    f"{s.probe_ms(1.0):,.1f} ms")  # fmt: skip
 
         what = f"arriving over {spread:g} s" if spread else "in lock-step"
         rows.append(
@@ -440,7 +461,7 @@ def report_slow(
              f"{PROBE_EVERY * 1000:g} ms", shown(lumu), f"{labels['stdlib']}: {shown(base)}",
              f"threads {_ratio(lumu.threads_peak, base.threads_peak)}, RSS "
              f"{_ratio(lumu.extra_mb, base.extra_mb)} (target: at most 64 threads, 60 MB, "
-             f"{PROBE_TARGET_MS:g} ms: {verdict})"]
+             f"every probe within {PROBE_TARGET_MS:g} ms: {verdict}; p99: {p99_met})"]
         )  # fmt: skip
     return rows
 

@@ -25,6 +25,7 @@ import gc
 import json
 import math
 import os
+import re
 import socket
 import sys
 import threading
@@ -33,10 +34,10 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs
 
-import h11
+import httptools
 
 from lumu_cli.errors import UsageError, shorten
 from lumu_cli.timestamps import format_millis
@@ -65,7 +66,6 @@ SPARE_FILES = 256  # open files kept for all but connections: librdkafka's, the 
 ACCEPT_PAUSE = 0.005  # the first pause of accepting after an error, doubled while errors go on
 ACCEPT_PAUSE_MAX = 1.0
 REPORT_SECONDS = 5.0  # one kind of trouble is told at most this often
-_READ = 64 * 1024
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -210,9 +210,10 @@ class _Serving:
 class _Refused(Exception):
     """A request answered with an error status, after which the connection is closed."""
 
-    def __init__(self, status: HTTPStatus, message: str) -> None:
+    def __init__(self, status: HTTPStatus, message: str, *, allow: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.allow = allow  # a 405: the answer names the methods allowed
 
 
 Answer = tuple[HTTPStatus, bytes]
@@ -430,6 +431,12 @@ def openapi() -> dict[str, object]:
     }  # fmt: skip
 
 
+# The targets whose answers depend on the snapshot alone: made once for each snapshot.
+_PER_SNAPSHOT = frozenset(
+    {b"/", b"/count", b"/api/v1/unique_ip_count", b"/healthz", b"/openapi.json"}
+)
+
+
 def _answer(stats: Stats, path: str, registry: CollectorRegistry) -> tuple[HTTPStatus, str, bytes]:
     """(status, content type, body) for GET `path` over `stats`."""
     route = _ROUTES.get(path)
@@ -443,144 +450,298 @@ def _error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
+def _head(status: HTTPStatus, kind: str, length: int) -> bytes:
+    """An answer's status line and headers, without the blank line that ends them."""
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+        status.value, status.phrase.encode(), kind.encode(), length,
+    )  # fmt: skip
+
+
 def _raw(status: HTTPStatus, body: bytes, *, allow: bool = False) -> bytes:
-    """A whole error response that closes the connection, written without h11 (whose state may
-    be past sending one)."""
-    head = [
-        f"HTTP/1.1 {status.value} {status.phrase}",
-        f"Content-Type: {JSON}",
-        f"Content-Length: {len(body)}",
-        *(["Allow: GET, HEAD"] if allow else []),
-        "Connection: close",
-    ]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    """A whole error response that closes the connection."""
+    allowed = b"Allow: GET, HEAD\r\n" if allow else b""
+    return _head(status, JSON, len(body)) + allowed + b"Connection: close\r\n\r\n" + body
 
 
-class _Connection:
-    """One client: requests read with h11 under the limits, answered in order."""
+# A head ends with an empty line. llhttp takes CRLF line ends only (a bare LF is a 400), so this
+# is where every head it accepts ends, and the endpoint can give it one head at a time.
+_END = b"\r\n\r\n"
+_TOKEN = re.compile(rb"\r?\n?([!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}) ")  # a method, as RFC 9110 has it
+# What a connection is doing: waiting for a request, reading its head or its body, or closing
+# (its last answer given, what the client still sends dropped for a moment).
+_IDLE, _HEAD, _BODY, _CLOSING = "idle", "head", "body", "closing"
 
-    def __init__(self, endpoint: Endpoint, reader: asyncio.StreamReader) -> None:
+
+class _Beyond(Exception):
+    """A request began after one with a chunked body, in the same read: that connection closes
+    once the first is answered."""
+
+
+class _Connection(asyncio.Protocol):
+    """One client: its requests read with httptools (llhttp) under the limits and answered in
+    order, each as it completes, in the loop's own callbacks (no task, no stream).
+
+    Bytes are given to the parser one head at a time (up to its empty line, found here), then
+    one body at a time (Content-Length), so that each head is measured exactly as sent and
+    requests sent together (pipelined) are answered one after another. The deadlines are the
+    endpoint's: one timer for every connection.
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self.reader = reader
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.started: float | None = None  # when the first byte of the current request came
-        self.line_done = False  # whether the current request line has ended
-        self.received = 0  # bytes given to h11 since the current request began
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.state = _IDLE
+        self.counted = False  # among the endpoint's open connections
+        self.paused = False  # the client is not reading its answers: nor is its next request read
+        self.pending = b""  # what came after the answer that paused it, read once it resumes
+        self._begin()
 
-    async def serve(self, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                request = await self._request()
-                if request is None:  # closed, or idle too long: nothing to answer
-                    return
-                method = request.method.decode("ascii", "replace")
-                if method not in ("GET", "HEAD"):  # its body is not read: close after
-                    writer.write(_raw(HTTPStatus.METHOD_NOT_ALLOWED, _error_body(
-                        f"{method} is not allowed (use GET)"), allow=True))  # fmt: skip
-                    return
-                await self._drain_body()
-                path, _, query = request.target.decode("ascii", "replace").partition("?")
-                status, kind, body = self._answer(method, path, query)
-            except _Refused as refused:
-                writer.write(_raw(refused.status, _error_body(str(refused))))
-                return
-            except h11.RemoteProtocolError as exc:
-                writer.write(_raw(*self._refusal(exc)))
-                return
-            headers = [("Content-Type", kind), ("Content-Length", str(len(body)))]
-            response = h11.Response(status_code=status.value, headers=headers, reason=status.phrase)
-            writer.write(self.conn.send(response))
-            if method == "GET":
-                writer.write(self.conn.send(h11.Data(data=body)))
-            writer.write(self.conn.send(h11.EndOfMessage()))
-            await writer.drain()
-            if self.conn.our_state is h11.MUST_CLOSE:
-                return
-            self.conn.start_next_cycle()
-            pipelined = self.conn.trailing_data[0]  # the next request's first bytes, if sent
-            self.started = asyncio.get_running_loop().time() if pipelined else None
-            self.line_done = b"\n" in pipelined
-            self.received = len(pipelined)
+    def _begin(self) -> None:
+        """Ready for the next request."""
+        self.target = b""
+        self.fed = 0  # bytes of this request's head given to the parser
+        self.tail = b""  # the last bytes of an unfinished head: its end may straddle two reads
+        self.line_done = False  # whether the request line has ended
+        self.hosts = 0
+        self.length = 0  # Content-Length
+        self.chunked = False
+        self.body = 0  # body bytes read
+        self.headed = False  # the head is complete
+        self.done = False  # the request is complete
+        self.method = b""
+        self.version = ""
+        self.keep_alive = True
+        self.upgrade = False
 
-    def _answer(self, method: str, path: str, query: str) -> tuple[HTTPStatus, str, bytes]:
-        """The answer to GET `path`; a failure (a bug) is told in one line and answered 500."""
+    # ------------------------------------------------------------ httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise _Beyond
+
+    def on_url(self, url: bytes) -> None:
+        self.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"host":
+            self.hosts += 1
+        elif name == b"content-length":  # one, all digits: llhttp refuses any other
+            self.length = int(value)
+        elif name == b"transfer-encoding":  # ending in chunked: llhttp refuses any other
+            self.chunked = True
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.headed = True
+        self.method = parser.get_method()
+        self.version = parser.get_http_version()
+        self.keep_alive = parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.body += len(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+    # ------------------------------------------------------------ asyncio's callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, unregistered
+        self.endpoint.opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.endpoint.closed(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.state is not _CLOSING and self.transport is not None:
+            self.transport.resume_reading()
+            pending, self.pending = self.pending, b""
+            if pending:
+                self.data_received(pending)
+
+    def eof_received(self) -> bool:
+        """The client sent all it will: a body cut short is told so; the connection closes
+        once its answers are sent."""
+        if self.state is _BODY and not self.pending:
+            self._refuse(HTTPStatus.BAD_REQUEST, "request body cut short")
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        if self.state is _CLOSING:
+            return  # dropped, as the connection closes
+        if self.paused:
+            self.pending += data
+            return
         try:
-            asked = parse_qs(query, keep_blank_values=True)
-            if path == "/count" and asked.keys() & {"window", "last"}:  # ?window=1h&last=24
-                status, body = _rolling(self.endpoint.stats(), asked)
-                return status, JSON, body
-            return _answer(self.endpoint.stats(), path, self.endpoint.registry)
-        except Exception as exc:
-            self.endpoint.internal_error(f"answering {method} {_cut(path)}", exc)
-            message = f"internal error: {type(exc).__name__}"
-            raise _Refused(HTTPStatus.INTERNAL_SERVER_ERROR, message) from None
+            self._take(data)
+        except _Refused as refused:
+            self._refuse(refused.status, str(refused), allow=refused.allow)
+        except Exception as exc:  # a bug: told in a line, answered
+            self.endpoint.internal_error("serving a connection", exc)
+            self._refuse(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
 
-    def _refusal(self, exc: h11.RemoteProtocolError) -> tuple[HTTPStatus, bytes]:
-        """The status and body for what h11 could not read (its 501, a transfer coding: 400)."""
-        hint = exc.error_status_hint
-        status = HTTPStatus(hint if hint < 500 else HTTPStatus.BAD_REQUEST)
-        if status == HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE and not self.line_done:
-            status, why = HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long"
-        else:
-            why = "request head too large" if status == 431 else "malformed request"
-        return status, _error_body(why)
+    # ------------------------------------------------------------ reading
 
-    async def _request(self) -> h11.Request | None:
-        """The next request's head; None if the client closed or stayed idle too long."""
-        while True:
-            event = self.conn.next_event()
-            if isinstance(event, h11.Request):
-                if len(event.target) > MAX_TARGET:
-                    raise _Refused(HTTPStatus.REQUEST_URI_TOO_LONG, "request target too long")
-                # h11 bounds a head only while it is unfinished: one that came whole in a read
-                # is measured here, as the bytes it took (all given, less those left over)
-                if self.received - len(self.conn.trailing_data[0]) > MAX_HEAD:
-                    raise _Refused(
-                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large"
-                    )
-                return event
-            if event is h11.NEED_DATA:
-                if not await self._receive():
-                    return None
-                continue
-            return None  # ConnectionClosed
-
-    async def _drain_body(self) -> None:
-        """Read and drop a request's body (a GET has none), up to MAX_BODY."""
-        size = 0
-        while True:
-            event = self.conn.next_event()
-            if isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > MAX_BODY:
-                    raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-            elif isinstance(event, h11.EndOfMessage):
-                return
-            elif event is h11.NEED_DATA:
-                if not await self._receive():
-                    raise _Refused(HTTPStatus.BAD_REQUEST, "request body cut short")
+    def _take(self, data: bytes) -> None:
+        """Read the requests in `data`, answering each one complete, then set the deadline of
+        what is left: the head's (from its first byte), or the idle one."""
+        endpoint, at, size = self.endpoint, 0, len(data)
+        if self.state is _IDLE:
+            endpoint.idle.pop(self, None)
+        while at < size:
+            if self.state is _BODY:
+                at = self._take_body(data, at)
             else:
-                raise _Refused(HTTPStatus.BAD_REQUEST, "malformed request")
+                self.state = _HEAD
+                at = self._take_head(data, at)
+            if self.done:
+                self._answer()
+                if self.state is _CLOSING:
+                    return
+                if self.paused and at < size:  # the rest is read once the client reads
+                    self.pending = data[at:]
+                    assert self.transport is not None
+                    self.transport.pause_reading()
+                    break
+        if self.state is _IDLE:
+            endpoint.due(endpoint.idle, self, IDLE_SECONDS)
+        elif self not in endpoint.heads:
+            endpoint.due(endpoint.heads, self, HEAD_SECONDS)
 
-    async def _receive(self) -> bool:
-        """Feed h11 the next bytes; False if the client is gone or idle past IDLE_SECONDS."""
-        loop = asyncio.get_running_loop()
-        started = self.started
-        wait = IDLE_SECONDS if started is None else started + HEAD_SECONDS - loop.time()
+    def _take_head(self, data: bytes, at: int) -> int:
+        """Give the parser the head bytes from `at`, to the head's end if it is here, never
+        past MAX_HEAD + 1 bytes in all; where the next unread byte is."""
+        tail = self.tail
+        end = -1
+        if tail:  # the end of the head may have begun in the last read
+            found = (tail + data[at : at + 3]).find(_END)
+            if found >= 0:
+                end = at + found + 4 - len(tail)
+        if end < 0:
+            found = data.find(_END, at)
+            end = found + 4 if found >= 0 else -1
+        room = MAX_HEAD + 1 - self.fed
+        if end < 0 or end - at > room:  # unfinished, or already too large: no further
+            chunk = data[at : at + room]
+            finished = False
+        else:
+            chunk = data[at:end]
+            finished = True
+        self.fed += len(chunk)
+        self._feed(chunk)
+        if not finished:
+            if not self.line_done:
+                self.line_done = b"\n" in chunk
+            if self.fed > MAX_HEAD:
+                if not self.line_done:
+                    raise _Refused(HTTPStatus.REQUEST_URI_TOO_LONG, "request line too long")
+                raise _Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+            self.tail = (tail + chunk)[-3:]
+            return at + len(chunk)
+        if not self.headed:  # empty lines before a request, which llhttp skips
+            self.line_done = False
+            self.tail = b""
+            return end
+        self.tail = b""
+        self._check_head()
+        if not self.done:
+            self.state = _BODY
+        return end
+
+    def _take_body(self, data: bytes, at: int) -> int:
+        """Give the parser the body bytes from `at` (a chunked body: all there is); where the
+        next unread byte is."""
+        chunk = data[at:] if self.chunked else data[at : at + self.length - self.body]
+        self._feed(chunk)
+        if self.body > MAX_BODY:
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+        return at + len(chunk)
+
+    def _feed(self, chunk: bytes) -> None:
         try:
-            async with asyncio.timeout(max(wait, 0)):  # (wait_for can lose a cancellation)
-                data = await self.reader.read(_READ)
-        except TimeoutError:
-            if self.started is None:
-                return False  # an idle keep-alive connection: closed without a word
-            raise _Refused(HTTPStatus.REQUEST_TIMEOUT, "request not sent in time") from None
-        if data and self.started is None:
-            self.started = loop.time()
-        if b"\n" in data:
-            self.line_done = True
-        self.received += len(data)
-        self.conn.receive_data(data)
-        return bool(data)
+            self.parser.feed_data(chunk)
+        except httptools.HttpParserUpgrade:  # answered as any request, then closed
+            self.upgrade = True
+        except httptools.HttpParserInvalidMethodError:
+            method = _TOKEN.match(chunk) if self.fed == len(chunk) else None
+            if method is None:
+                raise _Refused(HTTPStatus.BAD_REQUEST, "malformed request") from None
+            raise _Refused(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"{method[1].decode()} is not allowed (use GET)", allow=True,
+            ) from None  # fmt: skip
+        except httptools.HttpParserError:
+            if not self.done:  # else a request followed a chunked body: answered, then closed
+                raise _Refused(HTTPStatus.BAD_REQUEST, "malformed request") from None
+
+    def _check_head(self) -> None:
+        """Refuse a complete head beyond a limit, or for a method other than GET and HEAD."""
+        if not self.version.startswith("1."):
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed request")
+        if self.hosts > 1 or (self.hosts == 0 and self.version != "1.0"):  # RFC 9112, 3.2
+            raise _Refused(HTTPStatus.BAD_REQUEST, "malformed request")
+        if len(self.target) > MAX_TARGET:
+            raise _Refused(HTTPStatus.REQUEST_URI_TOO_LONG, "request target too long")
+        if self.fed > MAX_HEAD:
+            raise _Refused(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large")
+        if self.method not in (b"GET", b"HEAD"):  # its body is not read: closed after
+            method = self.method.decode("ascii", "replace")
+            raise _Refused(
+                HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed (use GET)", allow=True
+            )
+        if self.length > MAX_BODY:
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+
+    # ------------------------------------------------------------ answering
+
+    def _answer(self) -> None:
+        """Answer the request just read, then wait for the next one, or close."""
+        endpoint, transport = self.endpoint, self.transport
+        assert transport is not None
+        endpoint.heads.pop(self, None)
+        head, body = endpoint.answer(self.method, self.target)
+        close = not self.keep_alive or self.upgrade or self.chunked
+        if close:
+            head += b"Connection: close\r\n"
+        transport.write(head + b"\r\n" + body if self.method == b"GET" else head + b"\r\n")
+        if close:
+            self._close()
+        else:
+            self._begin()
+            self.state = _IDLE
+
+    def _refuse(self, status: HTTPStatus, message: str, *, allow: bool = False) -> None:
+        """Answer with an error, then close."""
+        if self.state is _CLOSING or self.transport is None:
+            return
+        self.transport.write(_raw(status, _error_body(message), allow=allow))
+        self._close()
+
+    def timed_out(self) -> None:
+        """The head's deadline passed: 408. Idle past its time: closed without a word."""
+        if self.state is _IDLE:
+            self._close()
+        else:
+            self._refuse(HTTPStatus.REQUEST_TIMEOUT, "request not sent in time")
+
+    def _close(self) -> None:
+        """Close after the client has read the answer: say we are done sending, drop what it
+        still sends for a moment (closing with its bytes unread would reset the connection, and
+        the answer with it), then close."""
+        transport = self.transport
+        assert transport is not None
+        self.state = _CLOSING
+        self.pending = b""
+        self.endpoint.closing(self)
+        if transport.can_write_eof():
+            transport.write_eof()
+        transport.resume_reading()
 
 
 def _cut(text: str, limit: int = 100) -> str:
@@ -634,6 +795,15 @@ def _allow_files(wanted: int) -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop (libuv) where it is installed, else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def _listen(host: str, port: int) -> list[socket.socket]:
     """Listening sockets on every address `host` names (every interface if empty), bound as
     asyncio's create_server binds them: IPv6 ones for IPv6 only, addresses reused at once, a
@@ -664,23 +834,6 @@ def _listen(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Close after the client has read the answer: say we are done sending, drop what it still
-    sends for a moment (closing with its bytes unread would reset the connection, and the
-    answer with it), then close."""
-    try:
-        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            if writer.can_write_eof():
-                writer.write_eof()
-            async with asyncio.timeout(LINGER_SECONDS):
-                while await reader.read(_READ):
-                    pass
-    finally:  # also when the endpoint closes meanwhile
-        writer.close()
-    with contextlib.suppress(ConnectionError, OSError):
-        await writer.wait_closed()
-
-
 class Endpoint:
     """The HTTP endpoint, served from a background thread until `close`.
 
@@ -701,7 +854,16 @@ class Endpoint:
         self.connections = 0  # open and served now (not those lingering as they close)
         self.accept_pauses = 0
         self._reports = _Reports(notify)
-        self._tasks: set[asyncio.Task[None]] = set()  # one a connection, until it is closed
+        self._starting: set[asyncio.Task[object]] = set()  # accepted, getting their transports
+        self._open: set[_Connection] = set()  # until each is closed, lingering ones too
+        # The deadlines, each table in the order its deadlines fall (each adds a constant to the
+        # time a connection entered it): one timer for them all, set for the earliest.
+        self.heads: dict[_Connection, float] = {}  # a head begun (or its body), HEAD_SECONDS
+        self.idle: dict[_Connection, float] = {}  # waiting for a request, IDLE_SECONDS
+        self._lingering: dict[_Connection, float] = {}  # answered for the last time
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._cached: tuple[Stats | None, dict[bytes, tuple[bytes, bytes]]] = (None, {})
         self._resumes: dict[socket.socket, asyncio.TimerHandle] = {}
         self._pause = ACCEPT_PAUSE
         self._closing = False
@@ -724,7 +886,7 @@ class Endpoint:
                 f"the open-file limit (ulimit -Hn) is {self._files}: at most "
                 f"{self.max_connections} connections at once, not {MAX_CONNECTIONS}"
             )
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._loop.set_exception_handler(self._loop_error)
         for sock in self._sockets:
             self._loop.add_reader(sock, self._accept, sock)
@@ -775,9 +937,9 @@ class Endpoint:
                 self._stop_accepting(sock, exc)
                 return
             self._pause = ACCEPT_PAUSE
-            task = self._loop.create_task(self._connection(conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = self._loop.create_task(self._start(conn))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
 
     def _stop_accepting(self, sock: socket.socket, exc: OSError) -> None:
         """Pause accepting on `sock` (Linux would report it ready again and again), told in a
@@ -800,39 +962,111 @@ class Endpoint:
         if not self._closing:
             self._loop.add_reader(sock, self._accept, sock)
 
-    async def _connection(self, conn: socket.socket) -> None:
+    async def _start(self, conn: socket.socket) -> None:
         try:
-            reader, writer = await asyncio.open_connection(sock=conn, limit=MAX_HEAD)
+            await self._loop.connect_accepted_socket(lambda: _Connection(self), conn)
         except OSError:
             conn.close()
-            return
-        await self._serve(reader, writer)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def opened(self, connection: _Connection) -> None:
+        """A connection's transport is made: serve it, or tell it 503 beyond the cap."""
+        self._open.add(connection)
         if self._closing:  # accepted just as the endpoint closes
-            writer.close()
+            assert connection.transport is not None
+            connection.transport.close()
             return
         self.connections += 1
-        try:
-            if self.connections > self.max_connections:
-                writer.write(
-                    _raw(HTTPStatus.SERVICE_UNAVAILABLE, _error_body("too many connections"))
-                )
-            else:
-                await _Connection(self, reader).serve(writer)
-            await writer.drain()
-        except (ConnectionError, OSError, asyncio.CancelledError):
-            pass  # the client went away, or the endpoint is closing
-        except Exception as exc:  # a bug: told in a line, answered
-            self.internal_error("serving a connection", exc)
-            message = f"internal error: {type(exc).__name__}"
-            writer.write(_raw(HTTPStatus.INTERNAL_SERVER_ERROR, _error_body(message)))
-        finally:
+        connection.counted = True
+        if self.connections > self.max_connections:
+            connection._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections")
+        else:
+            self.due(self.idle, connection, IDLE_SECONDS)
+
+    def closing(self, connection: _Connection) -> None:
+        """A connection has given its last answer: no longer served, lingering a moment."""
+        if connection.counted:
+            connection.counted = False
             self.connections -= 1
-            if self._closing:
-                writer.close()
+        self.heads.pop(connection, None)
+        self.idle.pop(connection, None)
+        self.due(self._lingering, connection, LINGER_SECONDS)
+
+    def closed(self, connection: _Connection) -> None:
+        """A connection is gone: forgotten everywhere."""
+        if connection.counted:
+            connection.counted = False
+            self.connections -= 1
+        self._open.discard(connection)
+        self.heads.pop(connection, None)
+        self.idle.pop(connection, None)
+        self._lingering.pop(connection, None)
+
+    def due(self, table: dict[_Connection, float], connection: _Connection, seconds: float) -> None:
+        """Put `connection` last in `table`, due in `seconds`."""
+        at = self._loop.time() + seconds
+        table.pop(connection, None)
+        table[connection] = at
+        if at < self._timer_at:
+            self._arm(at)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._sweep)
+
+    def _sweep(self) -> None:
+        """The one timer: act on every deadline passed, then wait for the next."""
+        self._timer, self._timer_at = None, math.inf
+        now = self._loop.time() + 0.001  # the loop may wake a little early
+        for table in (self.heads, self.idle, self._lingering):
+            while table:
+                connection, at = next(iter(table.items()))
+                if at > now:
+                    break
+                del table[connection]
+                if table is self._lingering:
+                    if connection.transport is not None:
+                        connection.transport.abort()  # it neither read its answer nor closed
+                else:
+                    connection.timed_out()
+        fronts = [next(iter(table.values())) for table in (self.heads, self.idle,
+                  self._lingering) if table]  # fmt: skip
+        if fronts:
+            self._arm(min(fronts))
+
+    def answer(self, method: bytes, target: bytes) -> tuple[bytes, bytes]:
+        """The head (without its blank line) and body answering GET `target`. Those that depend
+        on the snapshot alone are made once a snapshot; a failure (a bug) is told in one line
+        and answered 500."""
+        path = ""
+        try:
+            stats = self.stats()
+            taken, cache = self._cached
+            if stats is not taken:
+                cache = {}
+                self._cached = stats, cache
+            made = cache.get(target)
+            if made is not None:
+                return made
+            path, _, query = target.decode("ascii", "replace").partition("?")
+            asked = parse_qs(query, keep_blank_values=True)
+            if path == "/count" and asked.keys() & {"window", "last"}:  # ?window=1h&last=24
+                (status, body), kind = _rolling(stats, asked), JSON
             else:
-                await _linger(reader, writer)
+                status, kind, body = _answer(stats, path, self.registry)
+        except Exception as exc:
+            how = method.decode("ascii", "replace")
+            self.internal_error(
+                f"answering {how} {_cut(path or target.decode('ascii', 'replace'))}", exc
+            )
+            raise _Refused(
+                HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}"
+            ) from None
+        made = _head(status, kind, len(body)), body
+        if target in _PER_SNAPSHOT and not (stats.windows and target == b"/count"):
+            cache[target] = made  # (with windows, /count reads sets that change meanwhile)
+        return made
 
     @property
     def url(self) -> str:
@@ -849,10 +1083,16 @@ class Endpoint:
                 sock.close()
             for resume in self._resumes.values():
                 resume.cancel()
-            await asyncio.sleep(0)  # connections just accepted get their transports first
-            for task in list(self._tasks):
+            if self._timer is not None:
+                self._timer.cancel()
+            for task in list(self._starting):
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._starting, return_exceptions=True)
+            for connection in list(self._open):
+                if connection.transport is not None:
+                    connection.transport.close()  # what is written is still sent
+            for _ in range(3):  # their connection_lost calls
+                await asyncio.sleep(0)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
