@@ -5,13 +5,29 @@
 # compose.yaml runs it beside a Kafka broker. Not built where it was written (no Docker there):
 # tests/test_compose.py checks this file statically.
 #
-# No build tools: every compiled dependency (confluent-kafka with librdkafka, numpy, pyroaring,
-# msgspec) has a manylinux wheel for CPython 3.11 on x86_64 and aarch64. 3.11 is the Python the
-# test suite runs on.
+# Every compiled dependency (confluent-kafka with librdkafka, numpy, pyroaring, msgspec,
+# httptools, uvloop) has a manylinux wheel for CPython 3.11 on x86_64 and aarch64. 3.11 is the
+# Python the test suite runs on. The one thing built is lumu's native checker (Rust): in a stage
+# of its own, with Debian's cargo, into a wheel; the image takes the wheel, not the toolchain.
+FROM python:3.11-slim AS native
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cargo \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY lumu_cli/native/ lumu_cli/native/
+# cargo before 1.68 (Debian 12's) reads crates.io's sparse index only as an unstable feature,
+# as the Makefile says; Cargo.lock keeps every crate at a version Rust 1.63 builds.
+RUN if cargo version | awk '{ split($2, v, "."); exit !(v[1] == 1 && v[2] < 68) }'; then \
+        export RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_SPARSE_REGISTRY=true; fi; \
+    pip wheel --no-deps --wheel-dir /wheels ./lumu_cli/native
+
 FROM python:3.11-slim
 
 # No pip cache and no pip version check in the image; `pip install .` itself stays as the
-# README tells users to install.
+# README tells users to install, and the native checker's wheel beside it.
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -23,7 +39,10 @@ WORKDIR /src
 # Only what `pip install .` reads (.dockerignore keeps everything else out of the context).
 COPY pyproject.toml README.md ./
 COPY lumu_cli/ lumu_cli/
-RUN pip install .
+COPY --from=native /wheels/ /wheels/
+RUN pip install . \
+    && pip install /wheels/*.whl \
+    && rm -r /wheels
 
 USER 10001:10001
 WORKDIR /

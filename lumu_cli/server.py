@@ -1,6 +1,7 @@
 """The HTTP endpoint: /count, /healthz, /metrics and more over the tracker's latest stats snapshot.
 
-An asyncio server on a thread of its own reads HTTP/1.1 with h11 and answers from the published,
+An asyncio server on a thread of its own (uvloop's loop where installed) reads HTTP/1.1 with
+httptools, one `Protocol` a connection, and answers from the published,
 immutable `Stats`: a request never waits for the consume loop, nor the loop for a request. The
 limits hold against bursts and bad clients:
 

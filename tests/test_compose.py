@@ -155,34 +155,40 @@ def healthcheck() -> tuple[str, list[str]]:
     return match[1], command
 
 
-def readme_install_command() -> str:
-    """The one command the README gives users to install lumu with pip (not the editable
-    install of the development tools)."""
+NATIVE = "lumu_cli/native"
+
+
+def readme_install_commands() -> set[str]:
+    """The commands the README gives users to install lumu with pip (not the editable install
+    of the development tools): lumu, and its native checker."""
     inline = re.findall(r"`(pip install [^`]+)`", README)
     in_blocks = re.findall(r"^\s*(?:\$ )?(pip install [^#\n]+?)\s*(?:#.*)?$", README, re.M)
-    commands: set[str] = {
-        c for c in inline + in_blocks if "-e" not in c.split() and "[dev]" not in c
-    }
-    assert len(commands) == 1, f"the README should give one pip install for users: {commands}"
-    (command,) = commands
-    return command
+    return {c for c in inline + in_blocks if "-e" not in c.split() and "[dev]" not in c}
 
 
 def test_the_image_is_a_slim_python_pinned_by_tag() -> None:
-    (image,) = arguments("FROM")  # one stage
-    match = re.fullmatch(
-        r"python:3\.(\d+)(?:\.\d+)?-slim(?:-[a-z]+)?(?:@sha256:[0-9a-f]{64})?", image
-    )
-    assert match, image
-    minimum = re.fullmatch(r">=3\.(\d+)", PYPROJECT["project"]["requires-python"])
-    assert minimum
-    assert int(match[1]) >= int(minimum[1])
+    images = arguments("FROM")
+    assert [image.split()[2:] for image in images] == [["native"], []]  # a build stage, the image
+    for image in images:
+        match = re.fullmatch(
+            r"python:3\.(\d+)(?:\.\d+)?-slim(?:-[a-z]+)?(?:@sha256:[0-9a-f]{64})?",
+            image.split()[0],
+        )
+        assert match, image
+        minimum = re.fullmatch(r">=3\.(\d+)", PYPROJECT["project"]["requires-python"])
+        assert minimum
+        assert int(match[1]) >= int(minimum[1])
+    assert images[0].split()[0] == images[1], "the wheel is built for the image's Python"
 
 
-def test_it_installs_lumu_with_the_readme_install_command() -> None:
-    installs = [rest for rest in arguments("RUN") if "pip" in rest]
-    assert installs == [readme_install_command()]
-    assert installs == ["pip install ."]  # the project itself, from the build context
+def test_it_installs_lumu_and_its_native_checker_as_the_readme_says() -> None:
+    assert readme_install_commands() == {"pip install .", f"pip install ./{NATIVE}"}
+    build, install = [rest for rest in arguments("RUN") if "pip " in rest]
+    # the native checker's wheel, built from its crate, where cargo is
+    assert f"pip wheel --no-deps --wheel-dir /wheels ./{NATIVE}" in build
+    assert "apt-get install -y --no-install-recommends cargo" in arguments("RUN")[0]
+    # lumu itself from the build context, then that wheel, which needs no Rust
+    assert install == "pip install . && pip install /wheels/*.whl && rm -r /wheels"
 
 
 def test_it_runs_as_a_user_that_is_not_root() -> None:
@@ -279,6 +285,7 @@ def ignored(path: str) -> bool:
         "lumu_cli/cli/__pycache__/kafka.cpython-311.pyc",
         "tests/test_compose.py",
         "compose.yaml",
+        "lumu_cli/native/target/release/liblumu_native.so",
     ],
 )
 def test_the_build_context_leaves_out(path: str) -> None:
@@ -294,8 +301,14 @@ def test_the_build_context_holds_what_pip_install_reads() -> None:
         for path in (ROOT / package).rglob("*.py")
     ]
     assert sources
-    copied = [part for rest in arguments("COPY") for part in rest.split()[:-1]]
-    assert set(copied) == {*needed, *(f"{package}/" for package in wheel["packages"])}
+    copied = [
+        part for rest in arguments("COPY") if "--from" not in rest for part in rest.split()[:-1]
+    ]
+    assert set(copied) == {
+        *needed,
+        *(f"{package}/" for package in wheel["packages"]),
+        f"{NATIVE}/",  # in the build stage
+    }
     for path in [*needed, *sources]:
         assert not ignored(path), path
 

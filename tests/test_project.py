@@ -45,7 +45,8 @@ ALLOWED = {
     "msgspec": {"events.py"},
     "javaproperties": {"kafka_io/clients.py"},
     "prometheus_client": {"server.py"},
-    "h11": {"server.py"},
+    "httptools": {"server.py"},
+    "uvloop": {"server.py"},
 }
 
 
