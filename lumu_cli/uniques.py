@@ -208,19 +208,22 @@ class Pieces:
         `written` or `unwritten` tells what became of these.
         """
         written4: dict[int, int] = {}
-        keys = np.flatnonzero(self._touched4).tolist()
         records = []
-        for key in keys:
-            low, high = key << V4_SHIFT, (key + 1) << V4_SHIFT
-            size = self.ips.v4.range_cardinality(low, high)
-            if size != self._written4[key]:
-                piece = self.ips.v4 & BitMap(range(low, high))
+        keys = np.flatnonzero(self._touched4)
+        if len(keys):  # the pieces' sizes now, from the sorted addresses, all pieces at once
+            addresses = np.frombuffer(self.ips.v4.to_array(), np.uint32)
+            high = addresses >> V4_SHIFT
+            sizes = np.bincount(high, minlength=len(self._written4))
+            keys = keys[sizes[keys] != self._written4[keys]]
+            starts = np.searchsorted(high, keys).tolist()
+            for key, start, size in zip(keys.tolist(), starts, sizes[keys].tolist(), strict=True):
+                piece = BitMap(array.array(_U32, addresses[start : start + size].tobytes()))
                 records.append((f"v4/{key:0{V4_DIGITS}x}", piece.serialize()))
                 written4[key] = size
         written6: dict[bytes, int] = {}
-        for bound, addresses in self._changed6():
-            records.append((f"v6/{bound.hex()}", addresses.tobytes()))
-            written6[bound] = len(addresses)
+        for bound, piece6 in self._changed6():
+            records.append((f"v6/{bound.hex()}", piece6.tobytes()))
+            written6[bound] = len(piece6)
         self._proposed = (written4, written6)
         self._sent = (self._touched4.copy(), set(self._touched6))
         self._touched4[:] = False

@@ -318,7 +318,10 @@ def test_help_names_what_each_option_takes(command: list[str]) -> None:
 def test_help_shows_the_defaults_that_depend_on_the_machine(command: str) -> None:
     prose = " ".join(help_at_80_columns([command]).split())
     assert "--workers N " in prose
-    assert "default: (one per core beyond the first, at most 4)" in prose
+    assert (
+        "default: (0; without the native checker, one per core beyond the first, at most 4)"
+        in prose
+    )
     assert "default: (the -F file's bootstrap.servers, else localhost:9092)" in prose
 
 

@@ -82,9 +82,9 @@ Workers = Annotated[
         envvar="LUMU_WORKERS",
         min=0,
         metavar="N",
-        help="Threads (processes, without the native checker) that check records beside the "
-        "consume loop; 0 checks them in it.",
-        show_default="one per core beyond the first, at most 4",
+        help="Threads that check records beside the consume loop; without the native checker, "
+        "processes. 0 checks them in it.",
+        show_default="0; without the native checker, one per core beyond the first, at most 4",
     ),
 ]
 FromBeginning = Annotated[
@@ -371,11 +371,11 @@ def _count(
             )  # fmt: skip
             resources.callback(keeper.close)
             keeper.restore()
-        workers = default_workers() if how.workers is None else how.workers
-        if WHY_PYTHON is None:
-            checker: Inline = Threaded(workers) if workers else Inline()
+        if WHY_PYTHON is None:  # threads only when asked: see checkers.Threaded
+            checker: Inline = Threaded(how.workers) if how.workers else Inline()
         else:
             fail(f"checking records in Python: {WHY_PYTHON}")
+            workers = default_workers() if how.workers is None else how.workers
             checker = Pooled(workers) if workers else Inline()
         checker.times = bool(how.windows)  # windows count by event time
         tracker = Tracker(
