@@ -16,9 +16,12 @@ native reader and without it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import lumu_native  # built by make install: a test run without it fails, as it should
 import numpy as np
@@ -288,3 +291,35 @@ print(native_events.native is None, checked.v4.tolist(), sorted(map(str, checked
     ).stdout.splitlines()
     assert out[0].startswith(why)
     assert out[1] == "True [167772161] ['empty', 'not_json']"
+
+
+# ---------------------------------------------------------------- 5. the wheel
+
+CRATE = Path(__file__).resolve().parent.parent / "lumu_cli" / "native"
+
+
+def test_a_wheel_built_by_maturin_installs_and_runs_without_rust(tmp_path: Path) -> None:
+    maturin = Path(sys.executable).with_name("maturin")
+    wheels = tmp_path / "wheels"
+    built = subprocess.run(
+        [maturin, "build", "--release", "--out", wheels],
+        cwd=CRATE, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("lumu_native-*-abi3-*.whl")  # one wheel for CPython 3.11 and later
+    no_rust = {**os.environ, "PATH": str(tmp_path / "bin"), "CARGO": "", "RUSTC": ""}
+    assert shutil.which("cargo", path=no_rust["PATH"]) is None
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps"]
+    subprocess.run([*install, "--target", site, wheel], env=no_rust, check=True)
+    code = (
+        "import lumu_native; print(lumu_native.__file__); "
+        f"print(lumu_native.check([{PLAIN!r}, None])[0])"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code], env={**no_rust, "PYTHONPATH": str(site)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    where, reasons = ran.stdout.splitlines()
+    assert Path(where).is_relative_to(site)
+    assert reasons == repr(b"\x00\x01")
