@@ -213,13 +213,14 @@ class Pieces:
         if len(keys):  # the pieces' sizes now, from the sorted addresses, all pieces at once
             addresses = np.frombuffer(self.ips.v4.to_array(), np.uint32)
             high = addresses >> V4_SHIFT
-            sizes = np.bincount(high, minlength=len(self._written4))
+            sizes = np.bincount(high)  # up to the highest piece: every touched one holds some
             keys = keys[sizes[keys] != self._written4[keys]]
             starts = np.searchsorted(high, keys).tolist()
-            for key, start, size in zip(keys.tolist(), starts, sizes[keys].tolist(), strict=True):
-                piece = BitMap(array.array(_U32, addresses[start : start + size].tobytes()))
+            counts = sizes[keys].tolist()  # (below: three lists of one length, strict or not)
+            for key, at, n in zip(keys.tolist(), starts, counts, strict=True):  # pragma: no mutate
+                piece = BitMap(array.array(_U32, addresses[at : at + n].tobytes()))
                 records.append((f"v4/{key:0{V4_DIGITS}x}", piece.serialize()))
-                written4[key] = size
+                written4[key] = n
         written6: dict[bytes, int] = {}
         for bound, piece6 in self._changed6():
             records.append((f"v6/{bound.hex()}", piece6.tobytes()))

@@ -199,6 +199,18 @@ def test_pieces_grown_while_a_snapshot_is_stored_are_due_in_the_next() -> None:
     assert pieces.changed() == []
 
 
+def test_pieces_are_touched_only_by_additions_since_the_last_read() -> None:
+    ips = UniqueIPs()
+    pieces = Pieces(ips)
+    assert not pieces.touched()
+    _grow(ips, pieces, [1, 2 << 18], [])
+    assert pieces.touched()
+    pieces.changed()
+    assert not pieces.touched()  # read: a commit with nothing new has nothing to do
+    pieces.written()
+    assert not pieces.touched()
+
+
 def test_pieces_of_a_snapshot_not_stored_are_due_again_with_those_grown_since() -> None:
     ips = UniqueIPs()
     pieces = Pieces(ips)
