@@ -209,18 +209,14 @@ class Pieces:
         """
         written4: dict[int, int] = {}
         records = []
-        keys = np.flatnonzero(self._touched4)
-        if len(keys):  # the pieces' sizes now, from the sorted addresses, all pieces at once
-            addresses = np.frombuffer(self.ips.v4.to_array(), np.uint32)
-            high = addresses >> V4_SHIFT
-            sizes = np.bincount(high)  # up to the highest piece: every touched one holds some
-            keys = keys[sizes[keys] != self._written4[keys]]
-            starts = np.searchsorted(high, keys).tolist()
-            counts = sizes[keys].tolist()  # (below: three lists of one length, strict or not)
-            for key, at, n in zip(keys.tolist(), starts, counts, strict=True):  # pragma: no mutate
-                piece = BitMap(array.array(_U32, addresses[at : at + n].tobytes()))
+        keys = np.flatnonzero(self._touched4).tolist()
+        for key in keys:  # (each alone: a pass over the whole set costs more, for a large one)
+            low, high = key << V4_SHIFT, (key + 1) << V4_SHIFT
+            size = self.ips.v4.range_cardinality(low, high)
+            if size != self._written4[key]:
+                piece = self.ips.v4 & BitMap(range(low, high))
                 records.append((f"v4/{key:0{V4_DIGITS}x}", piece.serialize()))
-                written4[key] = n
+                written4[key] = size
         written6: dict[bytes, int] = {}
         for bound, piece6 in self._changed6():
             records.append((f"v6/{bound.hex()}", piece6.tobytes()))
