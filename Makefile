@@ -56,7 +56,7 @@ browser:  # the browser test drives Debian's chromium: installed with apt-get wh
 	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
-bench: install  # twelve scripts, about 22 minutes; the Kafka ones start their own broker on 127.0.0.1:29192, cluster.py a 3-node cluster on 29600
+bench: install  # twelve scripts, about 15-22 minutes; the Kafka ones start their own broker on 127.0.0.1:29192, cluster.py a 3-node cluster on 29600
 	$(BIN)/python bench/ts_parse.py
 	$(BIN)/python bench/ts_forms.py
 	$(BIN)/python bench/cli_startup.py
