@@ -51,7 +51,8 @@ PAGE = """<!doctype html>
 <h1>partitions</h1>
 <table><thead><tr><th>partition</th><th>counted</th><th>offset</th><th>lag</th></tr></thead>
 <tbody id="partitions"></tbody></table>
-<footer>updated <span id="updated">-</span>; from <code>/count</code>, once a second</footer>
+<footer>updated <span id="updated">-</span>; from <code>/count</code>, once a second;
+<a href="/api/docs">the API</a></footer>
 <script>
 "use strict";
 const SVG = "http://www.w3.org/2000/svg";

@@ -40,6 +40,7 @@ from urllib.parse import parse_qs
 
 import httptools
 
+from lumu_cli import apidocs
 from lumu_cli.errors import UsageError, shorten
 from lumu_cli.timestamps import format_millis
 from lumu_cli.windows import describe
@@ -54,6 +55,8 @@ __all__ = ["Endpoint", "parse_address"]
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
+_DOCS = apidocs.DOCS
+_ASSET_TYPES = tuple(dict.fromkeys(apidocs.ASSETS.values()))
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 BACKLOG = 1024
 MAX_CONNECTIONS = 4096
@@ -301,6 +304,10 @@ def _openapi(_stats: Stats, _registry: CollectorRegistry) -> Answer:
     return HTTPStatus.OK, json.dumps(openapi()).encode()
 
 
+def _docs(_stats: Stats, _registry: CollectorRegistry) -> Answer:
+    return HTTPStatus.OK, apidocs.page()
+
+
 _INT = {"type": "integer"}
 _TIME = {"type": "string", "format": "date-time"}
 _COUNT_SCHEMA = {
@@ -378,6 +385,7 @@ class _Route:
     also: tuple[HTTPStatus, ...] = ()  # statuses beside 200
     parameters: tuple[Mapping[str, object], ...] = ()  # query parameters
     other: Mapping[str, object] | None = None  # another schema its 200 may have (a query's)
+    more_types: tuple[str, ...] = ()  # other content types its 200 may have
 
 
 _ROUTES = {
@@ -399,6 +407,17 @@ _ROUTES = {
     ),
     "/metrics": _Route("Prometheus text exposition", PROMETHEUS, _metrics),
     "/openapi.json": _Route("This description (OpenAPI 3.1)", JSON, _openapi, {"type": "object"}),
+    _DOCS: _Route(
+        "This description to read and try in a browser: Swagger UI, served by lumu itself "
+        "(also at /api/docs/)", HTML, _docs,
+    ),
+    f"{_DOCS}/{{file}}": _Route(
+        "A file of the Swagger UI page, from its package: "
+        f"{', '.join(apidocs.ASSETS)} (any other is 404)", _ASSET_TYPES[0], _docs,  # (_asset)
+        parameters=({"name": "file", "in": "path", "required": True,
+                     "schema": {"enum": list(apidocs.ASSETS)}},),
+        more_types=_ASSET_TYPES[1:],
+    ),
 }  # fmt: skip
 
 
@@ -415,7 +434,7 @@ def openapi() -> dict[str, object]:
         responses: dict[str, object] = {
             str(status.value): {
                 "description": status.phrase,
-                "content": {route.content_type: media},
+                "content": dict.fromkeys((route.content_type, *route.more_types), media),
             }
             for status in (HTTPStatus.OK, *route.also)
         }
@@ -440,6 +459,10 @@ _PER_SNAPSHOT = frozenset(
 
 def _answer(stats: Stats, path: str, registry: CollectorRegistry) -> tuple[HTTPStatus, str, bytes]:
     """(status, content type, body) for GET `path` over `stats`."""
+    if path == f"{_DOCS}/":
+        path = _DOCS
+    elif path.startswith(f"{_DOCS}/"):
+        return _asset(path.removeprefix(f"{_DOCS}/"))
     route = _ROUTES.get(path)
     if route is None:
         return HTTPStatus.NOT_FOUND, JSON, _error_body(f"no such path: {path} (try /count)")
@@ -447,15 +470,28 @@ def _answer(stats: Stats, path: str, registry: CollectorRegistry) -> tuple[HTTPS
     return status, route.content_type, body
 
 
+def _asset(name: str) -> tuple[HTTPStatus, str, bytes]:
+    """One of Swagger UI's files (read from its package the first time), or 404."""
+    found = apidocs.asset(name)
+    if found is None:
+        message = f"no such file of the API docs: {_cut(name)} (try {_DOCS})"
+        return HTTPStatus.NOT_FOUND, JSON, _error_body(message)
+    kind, body = found
+    return HTTPStatus.OK, kind, body
+
+
 def _error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
-def _head(status: HTTPStatus, kind: str, length: int) -> bytes:
-    """An answer's status line and headers, without the blank line that ends them."""
-    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+def _head(status: HTTPStatus, kind: str, length: int, *, lasting: bool = False) -> bytes:
+    """An answer's status line and headers, without the blank line that ends them. `lasting`:
+    the same for as long as this lumu runs (the API docs' page and files), which a browser may
+    keep for a day."""
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
         status.value, status.phrase.encode(), kind.encode(), length,
     )  # fmt: skip
+    return head + b"Cache-Control: public, max-age=86400\r\n" if lasting else head
 
 
 def _raw(status: HTTPStatus, body: bytes, *, allow: bool = False) -> bytes:
@@ -1064,7 +1100,8 @@ class Endpoint:
             raise _Refused(
                 HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}"
             ) from None
-        made = _head(status, kind, len(body)), body
+        lasting = status is HTTPStatus.OK and path.startswith(_DOCS)
+        made = _head(status, kind, len(body), lasting=lasting), body
         if target in _PER_SNAPSHOT and not (stats.windows and target == b"/count"):
             cache[target] = made  # (with windows, /count reads sets that change meanwhile)
         return made

@@ -10,12 +10,15 @@ import http.client
 import json
 import re
 import resource
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped]
@@ -579,13 +582,21 @@ def test_openapi_describes_every_documented_path_and_nothing_else_answers(
     assert documented_paths() >= {"/count", "/healthz", "/metrics", "/openapi.json"}
     for path, operations in spec["paths"].items():
         assert set(operations) == {"get", "head"}
-        status, headers, body = fetch(conn, path)
-        response = operations["get"]["responses"][str(status)]  # a documented status
-        ((kind, media),) = response["content"].items()
-        assert headers["Content-Type"] == kind
-        if "schema" in media:
-            jsonschema.validate(json.loads(body), media["schema"])  # Draft 2020-12, as 3.1
+        for asked in [path] if "{" not in path else templated(path, operations["get"]):
+            status, headers, body = fetch(conn, asked)
+            response = operations["get"]["responses"][str(status)]  # a documented status
+            media = response["content"][headers["Content-Type"]]  # a documented type
+            if "schema" in media:
+                jsonschema.validate(json.loads(body), media["schema"])  # Draft 2020-12, as 3.1
     assert fetch(conn, "/nope")[0] == 404
+
+
+def templated(path: str, operation: dict[str, Any]) -> list[str]:
+    """`path` with its one path parameter set to each value its schema allows."""
+    ((parameter,),) = [[p for p in operation["parameters"] if p["in"] == "path"]]
+    return [
+        path.replace(f"{{{parameter['name']}}}", value) for value in parameter["schema"]["enum"]
+    ]
 
 
 def test_the_count_schema_is_strict_enough_to_fail(conn: http.client.HTTPConnection) -> None:
@@ -644,3 +655,83 @@ def test_count_answers_the_exact_union_of_the_last_windows(
         status, headers, body = fetch(conn, f"/count?{query}")
         assert (status, headers["Content-Type"]) == (400, "application/json"), query
         assert json.loads(body) == {"error": words} or words in json.loads(body)["error"]
+
+
+# ---------------------------------------------------------------- the API docs (Swagger UI)
+
+
+@pytest.mark.parametrize("path", ["/api/docs", "/api/docs/"])
+def test_the_api_docs_page_starts_swagger_ui_on_this_description(
+    conn: http.client.HTTPConnection, path: str
+) -> None:
+    status, headers, body = fetch(conn, path)
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    assert headers["Cache-Control"] == "public, max-age=86400"
+    page = body.decode()
+    assert 'url: "/openapi.json"' in page
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sorted(loaded) == [
+        "/api/docs/favicon-32x32.png", "/api/docs/swagger-ui-bundle.js", "/api/docs/swagger-ui.css"
+    ]  # fmt: skip
+    assert not re.findall(r"https?://", page)  # nothing from elsewhere
+    assert fetch(conn, path, "HEAD")[2] == b""
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("swagger-ui.css", "text/css; charset=utf-8"),
+        ("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+        ("favicon-32x32.png", "image/png"),
+        ("LICENSE", "text/plain; charset=utf-8"),
+    ],
+)
+def test_the_api_docs_files_come_from_the_swagger_ui_package(
+    conn: http.client.HTTPConnection, name: str, kind: str
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("swagger_ui")
+    assert spec is not None
+    assert spec.submodule_search_locations
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static"
+    status, headers, body = fetch(conn, f"/api/docs/{name}")
+    assert (status, headers["Content-Type"]) == (200, kind)
+    assert headers["Cache-Control"] == "public, max-age=86400"
+    assert body == (folder / name).read_bytes()
+    status, headers, body = fetch(conn, f"/api/docs/{name}", "HEAD")
+    assert (status, int(headers["Content-Length"]), body) == (
+        200,
+        (folder / name).stat().st_size,
+        b"",
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["index.html", "swagger-initializer.js", "..%2F..%2Fopenapi.json", "../LICENSE", "x"]
+)
+def test_no_other_file_is_served_under_the_api_docs(
+    conn: http.client.HTTPConnection, name: str
+) -> None:
+    status, headers, body = fetch(conn, f"/api/docs/{name}")
+    assert (status, headers["Content-Type"]) == (404, "application/json")
+    assert json.loads(body)["error"].startswith("no such file of the API docs")
+    assert "Cache-Control" not in headers
+
+
+def test_the_live_page_links_to_the_api_docs(conn: http.client.HTTPConnection) -> None:
+    assert b'<a href="/api/docs">' in fetch(conn, "/")[2]
+
+
+def test_the_api_docs_import_nothing_of_the_package_and_read_its_files_when_asked() -> None:
+    code = """
+import sys
+from lumu_cli import apidocs, server
+before = sorted(name for name in ("swagger_ui", "jinja2", "yaml") if name in sys.modules)
+assert apidocs._folder.cache_info().currsize == 0, "nothing found before it is asked"
+kind, body = apidocs.asset("swagger-ui-bundle.js")
+after = sorted(name for name in ("swagger_ui", "jinja2", "yaml") if name in sys.modules)
+print(before, after, kind, len(body) > 100_000)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[0] == "[] [] text/javascript; charset=utf-8 True"

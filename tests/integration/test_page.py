@@ -41,6 +41,7 @@ class Page:
     def __init__(self, process: subprocess.Popen[bytes], send: Any, receive: Any) -> None:
         self.process, self.send, self.receive = process, send, receive
         self.buffer, self.last_id, self.session = b"", 0, ""
+        self.events: list[dict[str, Any]] = []  # what came between the answers, in order
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self.last_id += 1
@@ -59,11 +60,24 @@ class Page:
                 assert "error" not in reply, reply
                 result: dict[str, Any] = reply["result"]
                 return result
+            if "method" in reply:
+                self.events.append(reply)
 
     def open(self, url: str) -> None:
         target = self.call("Target.createTarget", {"url": url})["targetId"]
         attached = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})
         self.session = attached["sessionId"]
+
+    def visit(self, url: str) -> None:
+        """Open `url` with the network watched from its first request (see `requested`)."""
+        self.open("about:blank")
+        self.call("Network.enable")
+        self.call("Page.navigate", {"url": url})
+
+    def requested(self) -> list[str]:
+        """The URL of every request the page has made since `visit`."""
+        sent = (e for e in self.events if e["method"] == "Network.requestWillBeSent")
+        return [event["params"]["request"]["url"] for event in sent]
 
     def value(self, expression: str) -> Any:
         """What a JavaScript expression gives on the page (a JSON value)."""
@@ -202,3 +216,47 @@ def test_the_page_shows_the_windows_and_charts_the_smallest_size(
             [str(len(ips[start])), f"{iso(start)}: {len(ips[start])} unique IPs"]
             for start in starts
         ])  # fmt: skip
+
+
+# Swagger UI 5's page: each operation's block, its summary's button, "Try it out", "Execute", and
+# the body of the answer it shows.
+OPERATION_PATHS = (
+    "[...document.querySelectorAll('.opblock-summary-path')]"
+    ".map((path) => path.dataset.path ?? path.textContent)"
+)
+COUNT_BLOCK = "document.querySelector('#operations-default-get_count')"
+ANSWER = (
+    f"{COUNT_BLOCK}?.querySelector('.live-responses-table .response-col_description pre')"
+    "?.textContent ?? ''"
+)
+
+
+def test_the_api_docs_list_the_paths_and_try_count_against_the_live_count(
+    bootstrap: str, topic: str
+) -> None:
+    produce(bootstrap, topic, 800, seed=5)
+    args = ("serve", "127.0.0.1:0", "--from-beginning", "--group", f"{topic}-api-docs")
+    with running(bootstrap, topic, *args) as (_process, url), browser() as page:
+        ref = reference(bootstrap, topic)
+        count_when(url, ref.messages)
+        page.visit(f"{url}/api/docs")
+        spec = json.loads(get(f"{url}/openapi.json")[2])
+        page.gives(f"new Set({OPERATION_PATHS}).size", len(spec["paths"]), seconds=60)
+        assert set(page.value(OPERATION_PATHS)) == set(spec["paths"])
+
+        page.value(f"{COUNT_BLOCK}.querySelector('.opblock-summary-control').click()")
+        page.gives(f"!!{COUNT_BLOCK}.querySelector('.try-out__btn')", True)
+        page.value(f"{COUNT_BLOCK}.querySelector('.try-out__btn').click()")
+        page.gives(f"!!{COUNT_BLOCK}.querySelector('.execute')", True)
+        page.value(f"{COUNT_BLOCK}.querySelector('.execute').click()")
+        page.gives(f"({ANSWER}).includes('unique_ips')", True)
+        answer = json.loads(page.value(ANSWER))
+        assert answer["unique_ips"] == ref.unique_ips
+        assert answer["messages"] == ref.messages
+
+        asked = page.requested()
+        assert f"{url}/api/docs/swagger-ui-bundle.js" in asked
+        assert f"{url}/openapi.json" in asked
+        assert f"{url}/count" in asked  # what "Execute" sent
+        elsewhere = [u for u in asked if not u.startswith((f"{url}/", "data:"))]
+        assert elsewhere == []  # nothing from outside the lumu server
