@@ -55,9 +55,9 @@ __all__ = ["Endpoint", "parse_address"]
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
+PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 _DOCS = apidocs.DOCS
 _ASSET_TYPES = tuple(dict.fromkeys(apidocs.ASSETS.values()))
-PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 BACKLOG = 1024
 MAX_CONNECTIONS = 4096
 HEAD_SECONDS = 5.0
@@ -411,9 +411,10 @@ _ROUTES = {
         "This description to read and try in a browser: Swagger UI, served by lumu itself "
         "(also at /api/docs/)", HTML, _docs,
     ),
+    # (described here; answered by _asset, as every path under /api/docs/ is)
     f"{_DOCS}/{{file}}": _Route(
         "A file of the Swagger UI page, from its package: "
-        f"{', '.join(apidocs.ASSETS)} (any other is 404)", _ASSET_TYPES[0], _docs,  # (_asset)
+        f"{', '.join(apidocs.ASSETS)} (any other is 404)", _ASSET_TYPES[0], _docs,
         parameters=({"name": "file", "in": "path", "required": True,
                      "schema": {"enum": list(apidocs.ASSETS)}},),
         more_types=_ASSET_TYPES[1:],
