@@ -389,7 +389,7 @@ def _count(
             with serve.named():
                 endpoint = Endpoint(serve.address, lambda: tracker.stats, notify=fail)
             resources.enter_context(endpoint)
-            fail(f"serving {endpoint.url}/count, /healthz, /metrics and /openapi.json")
+            fail(f"serving {endpoint.url}/count, /healthz, /metrics, /openapi.json and /api/docs")
         if consumer.waiting:
             fail(f"waiting for {consumer.waiting}; counting starts once it is created")
         _quiet_collector()
