@@ -4,7 +4,6 @@ from collections.abc import Sequence
 
 REASONS: list[str]  # events.Reason's values, in order: code 1 is REASONS[0]
 UNSURE: int  # the code of a record the definition must check
-OUT_WIDTH: int
 
 def check(values: Sequence[object]) -> tuple[bytes, bytes, bytes, bytes, bytes] | None: ...
 def parse_lines(

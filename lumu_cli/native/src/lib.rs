@@ -150,7 +150,6 @@ fn lumu_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     panic::set_hook(Box::new(|_| {})); // a panic is answered with None; the caller tells it
     module.add("REASONS", event::REASONS.to_vec())?;
     module.add("UNSURE", UNSURE)?;
-    module.add("OUT_WIDTH", stamp::OUT_WIDTH)?;
     module.add_function(wrap_pyfunction!(check, module)?)?;
     module.add_function(wrap_pyfunction!(parse_lines, module)?)?;
     module.add_function(wrap_pyfunction!(_panic_inside, module)?)?;
